@@ -1,0 +1,131 @@
+"""Admin for interactions, built for tables of millions of rows."""
+
+from django.contrib import admin
+from django.contrib.auth import get_user_model
+from django.core.paginator import Paginator
+from django.db import connections
+from django.urls import reverse
+from django.utils.functional import cached_property
+from django.utils.html import format_html, format_html_join
+from django.utils.translation import gettext_lazy as _
+
+from recommender.conf import rec_settings
+from recommender.models import Interaction
+
+HISTORY_ROWS = 10
+
+
+class EstimatedCountPaginator(Paginator):
+    """Uses PostgreSQL's row estimate for the unfiltered table instead of COUNT(*)."""
+
+    @cached_property
+    def count(self):
+        qs = self.object_list
+        if not qs.query.where and connections[qs.db].vendor == "postgresql":
+            with connections[qs.db].cursor() as cursor:
+                cursor.execute("SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass",
+                               [qs.model._meta.db_table])
+                row = cursor.fetchone()
+            if row and row[0] > 100_000:
+                return row[0]
+        return super().count
+
+
+@admin.register(Interaction)
+class InteractionAdmin(admin.ModelAdmin):
+    list_display = ["timestamp", "user", "visitor_session", "item", "event", "value", "context"]
+    list_filter = ["event", ("timestamp", admin.DateFieldListFilter)]
+    raw_id_fields = ["user", "item"]
+    list_select_related = ["user", "item"]
+    show_full_result_count = False
+    paginator = EstimatedCountPaginator
+    list_per_page = 50
+    ordering = ["-timestamp", "-id"]
+    readonly_fields = ["dedup_key"]
+
+    def get_search_fields(self, request):
+        # Exact or prefix matches, so that searches can use the indexes.
+        fields = ["=user__username", "=user__email", "=session_key"]
+        title = rec_settings.item_field("title")
+        if title:
+            fields.append(f"^item__{title}")
+        external = rec_settings.item_field("external_id")
+        if external:
+            fields.append(f"=item__{external}")
+        return fields
+
+    def get_search_results(self, request, queryset, search_term):
+        queryset, may_have_duplicates = super().get_search_results(request, queryset, search_term)
+        if search_term.isdigit():
+            queryset |= self.model.objects.filter(user_id=int(search_term))
+            queryset |= self.model.objects.filter(item_id=int(search_term))
+        return queryset, may_have_duplicates
+
+    @admin.display(description=_("session"))
+    def visitor_session(self, obj):
+        return obj.session_key[:8] if obj.session_key else ""
+
+
+class InteractionHistoryMixin:
+    """Adds a "Recommendation history" panel to a ModelAdmin of users or items.
+
+    Shows the latest interactions and links to the full, filtered list::
+
+        class ProductAdmin(InteractionHistoryMixin, admin.ModelAdmin): ...
+    """
+
+    history_lookup = None  # "user" or "item"; guessed from the model when None
+
+    def _history_lookup(self):
+        if self.history_lookup:
+            return self.history_lookup
+        return "user" if self.model is get_user_model() else "item"
+
+    def get_readonly_fields(self, request, obj=None):
+        return [*super().get_readonly_fields(request, obj), "recommender_history"]
+
+    def get_fieldsets(self, request, obj=None):
+        fieldsets = list(super().get_fieldsets(request, obj))
+        if obj is not None:
+            fieldsets.append((_("Recommendation history"), {"fields": ["recommender_history"]}))
+        return fieldsets
+
+    def get_fields(self, request, obj=None):
+        fields = [f for f in super().get_fields(request, obj) if f != "recommender_history"]
+        return fields
+
+    @admin.display(description=_("Latest interactions"))
+    def recommender_history(self, obj):
+        if obj is None or obj.pk is None:
+            return ""
+        lookup = self._history_lookup()
+        rows = (Interaction.objects.filter(**{lookup: obj}).select_related("user", "item")
+                .order_by("-timestamp", "-id")[:HISTORY_ROWS])
+        url = reverse("admin:recommender_interaction_changelist") + f"?{lookup}__id__exact={obj.pk}"
+        other = "item" if lookup == "user" else "user"
+        body = format_html_join(
+            "", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            ((r.timestamp.strftime("%Y-%m-%d %H:%M"), r.event, r.value if r.value is not None else "",
+              getattr(r, other) or r.session_key[:8]) for r in rows),
+        )
+        if not body:
+            return _("No interactions yet.")
+        return format_html(
+            '<table><thead><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr></thead>'
+            '<tbody>{}</tbody></table><p><a href="{}">{}</a></p>',
+            _("time"), _("event"), _("value"), _(other), body, url, _("All interactions »"),
+        )
+
+
+def _add_history_to_user_admin(site=admin.site):
+    """Give the registered user admin the history panel, keeping its own behaviour."""
+    user_model = get_user_model()
+    current = site._registry.get(user_model)
+    if current is None or isinstance(current, InteractionHistoryMixin):
+        return
+    cls = type(current)
+    site.unregister(user_model)
+    site.register(user_model, type(cls.__name__, (InteractionHistoryMixin, cls), {}))
+
+
+_add_history_to_user_admin()

@@ -1,0 +1,96 @@
+"""API views: record events and read one's own history."""
+
+from django.db import transaction
+from django.utils import timezone
+from django.utils.translation import gettext as _
+from rest_framework import status
+from rest_framework.exceptions import ValidationError
+from rest_framework.generics import GenericAPIView
+from rest_framework.pagination import CursorPagination
+from rest_framework.permissions import BasePermission
+from rest_framework.response import Response
+
+from recommender.api.serializers import EventSerializer, InteractionSerializer
+from recommender.api.throttling import EventsAnonThrottle, EventsUserThrottle
+from recommender.conf import rec_settings
+from recommender.models import Interaction
+from recommender.tracking import visitor_of
+
+
+class CanTrack(BasePermission):
+    """Logged-in users always; anonymous visitors when TRACK_ANONYMOUS is on."""
+
+    def has_permission(self, request, view):
+        return bool(request.user and request.user.is_authenticated) or rec_settings.TRACK_ANONYMOUS
+
+
+class HistoryPagination(CursorPagination):
+    ordering = ("-timestamp", "-id")
+    page_size = 50
+
+
+class EventsView(GenericAPIView):
+    """POST one event (an object) or a batch (a list, or ``{"events": [...]}``); GET your history.
+
+    A batch is all or nothing: one invalid event rejects the request with a
+    HTTP 400 listing the errors by position, and nothing is stored.
+    """
+
+    permission_classes = [CanTrack]
+    throttle_classes = [EventsAnonThrottle, EventsUserThrottle]
+    serializer_class = InteractionSerializer
+    pagination_class = HistoryPagination
+
+    def get_queryset(self):
+        request = self.request
+        session_key = getattr(getattr(request, "session", None), "session_key", None)
+        return Interaction.objects.for_visitor(request.user, session_key).select_related("item")
+
+    def get(self, request):
+        page = self.paginate_queryset(self.get_queryset())
+        return self.get_paginated_response(self.get_serializer(page, many=True).data)
+
+    def post(self, request):
+        data = request.data
+        many = isinstance(data, list) or (isinstance(data, dict) and "events" in data)
+        events = data if isinstance(data, list) else data.get("events") if many else [data]
+        if not isinstance(events, list) or not events:
+            raise ValidationError({"events": [_("Send one event object or a non-empty list of events.")]})
+        limit = rec_settings.API_MAX_BATCH
+        if len(events) > limit:
+            raise ValidationError({"events": [_("At most %(limit)d events per request.") % {"limit": limit}]})
+        serializer = EventSerializer(data=events, many=True)
+        valid = serializer.is_valid()
+        errors = [{} for _e in events]
+        if not valid:
+            # DRF gives a list, or (3.16+) a dict keyed by position: report a list either way.
+            found = serializer.errors
+            pairs = found.items() if isinstance(found, dict) else enumerate(found)
+            for position, error in pairs:
+                errors[int(position)] = error
+        else:
+            errors = self._check_items(serializer.validated_data, errors)
+        if any(errors):
+            raise ValidationError({"events": errors} if many else errors[0])
+        user, session_key = visitor_of(request)
+        now = timezone.now()
+        rows = [
+            Interaction(user=user, session_key=session_key or "", item_id=e["item"], event=e["event"],
+                        value=e.get("value"), context=e.get("context", ""), timestamp=now)
+            for e in serializer.validated_data
+        ]
+        with transaction.atomic():
+            Interaction.objects.bulk_create(rows)
+        return Response({"created": len(rows)}, status=status.HTTP_201_CREATED)
+
+    @staticmethod
+    def _check_items(events, errors):
+        """One query for the whole batch: every item must exist."""
+        model = rec_settings.item_model()
+        wanted = {e["item"] for e in events}
+        found = set(model._default_manager.filter(pk__in=wanted).values_list("pk", flat=True))
+        errors = [dict(err) for err in errors]
+        for position, event in enumerate(events):
+            if event["item"] not in found:
+                errors[position]["item"] = [_("No item with key “%(key)s”.") % {"key": event["item"]}]
+        return errors

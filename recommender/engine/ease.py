@@ -1,0 +1,91 @@
+"""EASE: embarrassingly shallow autoencoder (Steck, 2019), closed form.
+
+``B = I - P / diag(P)`` with ``P = (X^T X + regularization * I)^-1`` and a zero diagonal.
+The strongest "recommended for you" model on catalogs up to ~20k items; it needs a dense
+items x items matrix (8 bytes x n_items^2 while fitting: 0.8 GB at 10k items, 3.2 GB at
+20k), so it refuses catalogs above ``max_items``.
+
+Example
+-------
+>>> import scipy.sparse as sp
+>>> from recommender.engine import EASE
+>>> X = sp.csr_matrix([[1, 1, 0], [1, 1, 1], [0, 1, 1]], dtype="float32")
+>>> EASE(regularization=1.0).fit(X).recommend(0, X[0], n=1)[0].tolist()
+[2]
+"""
+
+from __future__ import annotations
+
+from numbers import Integral, Real
+
+import numpy as np
+import scipy.linalg
+
+from recommender.engine.base import RecommenderBase, check_param
+
+__all__ = ["EASE"]
+
+
+class EASE(RecommenderBase):
+    """Closed-form linear item-item autoencoder.
+
+    Parameters
+    ----------
+    regularization : float, default 200.0
+        L2 penalty lambda (> 0); larger for denser data. Tune on a validation split
+        (300 was best on MovieLens-small, 100 on Online Retail).
+    max_items : int, default 20000
+        Refuse to fit catalogs with more items (memory grows with n_items^2).
+    binarize : bool, default True
+        Build the Gram matrix from 0/1 interactions (recommended) instead of weights.
+        User rows passed to ``recommend`` keep their weights either way.
+    """
+
+    def __init__(self, *, regularization: float = 200.0, max_items: int = 20_000,
+                 binarize: bool = True):
+        self.regularization = regularization
+        self.max_items = max_items
+        self.binarize = binarize
+
+    def _validate_params(self):
+        check_param("regularization", self.regularization, Real, 0, low_open=True)
+        check_param("max_items", self.max_items, Integral, 1)
+        check_param("binarize", self.binarize, bool)
+
+    def _fit(self, X, item_features=None, **kwargs):
+        n = self.n_items_
+        if n > self.max_items:
+            gb = 8 * n * n / 1e9
+            raise ValueError(f"EASE needs a dense {n} x {n} matrix (~{gb:.1f} GB): n_items={n} "
+                             f"exceeds max_items={self.max_items}. Use ALS or ItemKNN for "
+                             "large catalogs, or raise max_items.")
+        if self.binarize:
+            X = X.copy()
+            X.data = (X.data != 0).astype(np.float32)
+        G = (X.T @ X).toarray().astype(np.float64)
+        G[np.diag_indices(n)] += self.regularization
+        # Cholesky-based inverse: about half the flops of a general LU inverse.
+        c, info = scipy.linalg.lapack.dpotrf(G, lower=True, overwrite_a=True)
+        if info != 0:
+            raise ValueError(f"EASE Gram matrix is not positive definite (info={info}); "
+                             "increase regularization.")
+        P, info = scipy.linalg.lapack.dpotri(c, lower=True, overwrite_c=True)
+        del c
+        for s in range(0, n, 1024):  # dpotri fills the lower triangle only
+            e = min(s + 1024, n)
+            blk = P[s:e, s:e]
+            P[s:e, s:e] = np.tril(blk) + np.tril(blk, -1).T
+            P[s:e, e:] = P[e:, s:e].T
+        diag = np.diag(P).copy()
+        B = P / (-diag[None, :])
+        B[np.diag_indices(n)] = 0.0
+        self.item_weights_ = B.astype(np.float32)
+
+    def _score_block(self, user_indices, user_items):
+        return np.asarray(user_items @ self.item_weights_)
+
+    def _similarity_row(self, item_index):
+        return self.item_weights_[item_index]
+
+    def _explain_contributions(self, row, item_index):
+        return row.data * self.item_weights_[row.indices, item_index]

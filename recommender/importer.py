@@ -1,0 +1,255 @@
+"""Bulk CSV import and export of interactions (``user_id,item_id,event,value,timestamp``).
+
+Both directions stream: the reader yields one row at a time, rows are inserted
+in batches inside one transaction, and export walks the table with a
+server-side cursor. Importing the same file twice adds nothing: every imported
+row carries a key derived from its content.
+"""
+
+import csv
+import datetime as dt
+import gzip
+import hashlib
+import io
+from dataclasses import dataclass, field
+
+from django.contrib.auth import get_user_model
+from django.db import transaction
+from django.utils import timezone
+
+from recommender.conf import rec_settings
+from recommender.models import Interaction
+
+HEADER = ["user_id", "item_id", "event", "value", "timestamp"]
+MAX_REPORTED_ERRORS = 50
+_LOOKUP_CACHE_LIMIT = 500_000
+
+
+class ImportFailed(Exception):
+    """The file had bad rows; nothing was imported. ``errors`` lists ``(line, message)``."""
+
+    def __init__(self, errors, truncated=False):
+        self.errors = errors
+        self.truncated = truncated
+        lines = [f"line {line}: {message}" for line, message in errors]
+        if truncated:
+            lines.append(f"(stopped after {len(errors)} errors)")
+        super().__init__("\n".join(lines))
+
+
+@dataclass
+class ImportResult:
+    rows: int = 0
+    created: int = 0
+    skipped: int = 0  # already imported (same content), in the database or earlier in the file
+    errors: list = field(default_factory=list)
+
+
+def open_text(path):
+    """Open a CSV file for reading as UTF-8 text; ``.gz`` files are decompressed."""
+    if str(path).endswith(".gz"):
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig", newline="")
+    return open(path, encoding="utf-8-sig", newline="")
+
+
+def read_csv(fileobj):
+    """Yield ``(line_no, user_id, item_id, event, value, timestamp)`` from an open CSV file."""
+    reader = csv.reader(fileobj)
+    header = next(reader, None)
+    if header is None:
+        raise ImportFailed([(1, "the file is empty; expected the header " + ",".join(HEADER))])
+    if [h.strip().lower() for h in header] != HEADER:
+        raise ImportFailed([(1, f"the header is {','.join(header)!r}; expected {','.join(HEADER)!r}")])
+    for row in reader:
+        line = reader.line_num
+        if not row or row == [""]:
+            continue
+        if len(row) != 5:
+            yield line, None, None, None, None, f"expected 5 columns, found {len(row)}"
+            continue
+        yield (line, *row)
+
+
+def parse_timestamp(text, tz):
+    text = text.strip()
+    if not text:
+        raise ValueError("the timestamp is empty")
+    if text.replace(".", "", 1).isdigit():
+        return dt.datetime.fromtimestamp(float(text), tz=dt.timezone.utc)
+    try:
+        value = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"the timestamp {text!r} is not ISO 8601 or Unix seconds") from None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=tz)
+    return value
+
+
+def parse_value(text):
+    text = (text or "").strip()
+    if not text:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"the value {text!r} is not a number") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ValueError(f"the value {text!r} is not a finite number")
+    return value
+
+
+def dedup_key(user_pk, item_pk, event, value, timestamp):
+    raw = f"{user_pk}\x1f{item_pk}\x1f{event}\x1f{value!r}\x1f{timestamp.timestamp()!r}"
+    return hashlib.blake2b(raw.encode(), digest_size=16).hexdigest()
+
+
+class _Resolver:
+    """Maps external ids to primary keys, one query per batch, with a bounded cache."""
+
+    def __init__(self, model, field_name):
+        self.model = model
+        self.field = field_name
+        self.cache = {}
+
+    def resolve(self, ids):
+        missing = {i for i in ids if i not in self.cache}
+        if len(self.cache) + len(missing) > _LOOKUP_CACHE_LIMIT:
+            self.cache.clear()
+            missing = set(ids)
+        if missing:
+            lookup = list(missing)
+            if self.field == "pk":
+                lookup = [int(i) for i in lookup if i.isdigit()]
+            for chunk in range(0, len(lookup), 900):  # SQLite's bound-parameter limit
+                part = lookup[chunk:chunk + 900]
+                rows = self.model._default_manager.filter(**{f"{self.field}__in": part})
+                for ext, pk in rows.values_list(self.field, "pk"):
+                    self.cache[str(ext)] = pk
+        return self.cache
+
+
+def import_rows(rows, *, item_field=None, user_field=None, batch_size=None, progress=None):
+    """Insert interaction rows; all or nothing.
+
+    Parameters
+    ----------
+    rows : iterable of ``(line_no, user_id, item_id, event, value, timestamp)``
+        ``value`` and ``timestamp`` may be strings (as read from CSV) or parsed
+        values; a row whose ``event`` is None carries a reading error in ``timestamp``.
+    item_field, user_field : str
+        Fields matched against ``item_id`` / ``user_id`` (default: the settings'
+        ``ITEM_FIELDS["external_id"]`` or ``"pk"``, and ``USER_ID_FIELD``).
+    progress : callable, optional
+        Called with the number of rows handled after each batch.
+
+    Raises ``ImportFailed`` naming each bad line; then nothing is stored.
+    """
+    item_field = item_field or rec_settings.item_field("external_id") or "pk"
+    user_field = user_field or rec_settings.USER_ID_FIELD or "pk"
+    batch_size = batch_size or rec_settings.IMPORT_BATCH_SIZE
+    events = rec_settings.event_weights
+    items = _Resolver(rec_settings.item_model(), item_field)
+    users = _Resolver(get_user_model(), user_field)
+    tz = timezone.get_current_timezone()
+    result = ImportResult()
+
+    def flush(batch):
+        # Rows repeated within the batch are caught here; rows of earlier
+        # batches or earlier imports are already in the table.
+        if not batch:
+            return
+        seen_in_batch = set()
+        item_map = items.resolve({r[2] for r in batch})
+        user_map = users.resolve({r[1] for r in batch})
+        objects = []
+        for line, user_id, item_id, event, value, ts in batch:
+            user_pk = user_map.get(user_id)
+            item_pk = item_map.get(item_id)
+            if user_pk is None:
+                result.errors.append((line, f"no user with {user_field}={user_id!r}"))
+            if item_pk is None:
+                result.errors.append((line, f"no item with {item_field}={item_id!r}"))
+            if user_pk is None or item_pk is None or result.errors:
+                continue
+            key = dedup_key(user_pk, item_pk, event, value, ts)
+            if key in seen_in_batch:
+                result.skipped += 1
+                continue
+            seen_in_batch.add(key)
+            objects.append(Interaction(
+                user_id=user_pk, item_id=item_pk, event=event, value=value,
+                timestamp=ts, dedup_key=key,
+            ))
+        if result.errors:
+            return
+        existing = set()
+        keys = [o.dedup_key for o in objects]
+        for chunk in range(0, len(keys), 900):
+            existing.update(Interaction.objects.filter(
+                dedup_key__in=keys[chunk:chunk + 900]).values_list("dedup_key", flat=True))
+        new = [o for o in objects if o.dedup_key not in existing]
+        Interaction.objects.bulk_create(new, batch_size=batch_size, ignore_conflicts=True)
+        result.created += len(new)
+        result.skipped += len(objects) - len(new)
+
+    with transaction.atomic():
+        batch = []
+        for line, user_id, item_id, event, value, ts in rows:
+            result.rows += 1
+            if event is None:
+                result.errors.append((line, ts))
+            else:
+                try:
+                    user_id, item_id = str(user_id).strip(), str(item_id).strip()
+                    if not user_id:
+                        raise ValueError("user_id is empty")
+                    if not item_id:
+                        raise ValueError("item_id is empty")
+                    event = event.strip()
+                    if event not in events:
+                        raise ValueError(f"unknown event {event!r} (known: {', '.join(sorted(events))})")
+                    value = value if isinstance(value, (int, float)) or value is None else parse_value(value)
+                    ts = ts if isinstance(ts, dt.datetime) else parse_timestamp(ts, tz)
+                    if timezone.is_naive(ts):
+                        ts = ts.replace(tzinfo=tz)
+                except ValueError as exc:
+                    result.errors.append((line, str(exc)))
+                else:
+                    batch.append((line, user_id, item_id, event, value, ts))
+            if len(result.errors) >= MAX_REPORTED_ERRORS:
+                raise ImportFailed(result.errors[:MAX_REPORTED_ERRORS], truncated=True)
+            if len(batch) >= batch_size:
+                flush(batch)
+                batch = []
+                if progress:
+                    progress(result.rows)
+        flush(batch)
+        if progress:
+            progress(result.rows)
+        if result.errors:
+            result.errors.sort()
+            raise ImportFailed(result.errors[:MAX_REPORTED_ERRORS],
+                               truncated=len(result.errors) > MAX_REPORTED_ERRORS)
+    return result
+
+
+def _format_value(value):
+    if value is None:
+        return ""
+    return str(int(value)) if float(value).is_integer() else repr(value)
+
+
+def export_rows(queryset=None, *, item_field=None, user_field=None, chunk_size=5000):
+    """Yield CSV rows (lists of strings) for interactions of known users, in time order."""
+    item_field = item_field or rec_settings.item_field("external_id") or "pk"
+    user_field = user_field or rec_settings.USER_ID_FIELD or "pk"
+    qs = queryset if queryset is not None else Interaction.objects.all()
+    user_col = "user_id" if user_field in ("pk", "id") else f"user__{user_field}"
+    item_col = "item_id" if item_field == "pk" else f"item__{item_field}"
+    qs = qs.filter(user__isnull=False).order_by("timestamp", "id")
+    utc = dt.timezone.utc
+    for user_id, item_id, event, value, ts in qs.values_list(
+        user_col, item_col, "event", "value", "timestamp"
+    ).iterator(chunk_size=chunk_size):
+        yield [str(user_id), str(item_id), event, _format_value(value),
+               ts.astimezone(utc).isoformat()]

@@ -1,0 +1,18 @@
+"""Signal receivers: they record, they never train."""
+
+from django.contrib.auth.signals import user_logged_in
+
+
+def on_login(sender, request, user, **kwargs):
+    from recommender.tracking import merge_anonymous
+
+    if request is not None:
+        merge_anonymous(request, user)
+
+
+def connect():
+    from django.contrib.auth import get_user_model
+
+    user_logged_in.connect(
+        on_login, sender=get_user_model(), dispatch_uid="recommender.merge_anonymous"
+    )

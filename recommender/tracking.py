@@ -1,0 +1,95 @@
+"""Recording interactions from Python: ``track()`` and the login merge."""
+
+from django.http import HttpRequest
+from django.utils import timezone
+
+from recommender.conf import rec_settings
+from recommender.models import Interaction
+
+#: Session entry that remembers the anonymous session key across login, where
+#: Django gives the session a new key.
+ANON_SESSION_KEY = "_recommender_anon"
+
+
+class TrackingError(ValueError):
+    """A ``track()`` call with an unknown event or no visitor."""
+
+
+def visitor_of(request):
+    """``(user, session_key)`` for a request: the user if logged in, else the session.
+
+    Creates the session of a first-time anonymous visitor (one write, once).
+    Returns ``(None, "")`` when anonymous tracking is off.
+    """
+    user = getattr(request, "user", None)
+    if user is not None and user.is_authenticated:
+        return user, ""
+    if not rec_settings.TRACK_ANONYMOUS or not hasattr(request, "session"):
+        return None, ""
+    session = request.session
+    if session.session_key is None:
+        session.save()
+    if session.get(ANON_SESSION_KEY) != session.session_key:
+        session[ANON_SESSION_KEY] = session.session_key
+    return None, session.session_key
+
+
+def check_event(event):
+    if event not in rec_settings.event_weights:
+        known = ", ".join(sorted(rec_settings.event_weights))
+        raise TrackingError(f"Unknown event type {event!r}; known types: {known}.")
+
+
+def track(who, item, event, value=None, context="", timestamp=None):
+    """Record one interaction with a single INSERT and return it.
+
+    Parameters
+    ----------
+    who : HttpRequest, user instance or session key (str)
+        A request records its logged-in user, or its anonymous session.
+    item : item instance or primary key
+        Passing the key avoids loading the item.
+    event : str
+        ``view``, ``click``, ``add_to_cart``, ``remove_from_cart``, ``purchase``,
+        ``rating`` or a type named in ``RECOMMENDER["EVENT_WEIGHTS"]``.
+    value : float, optional
+        Rating, quantity or amount.
+    context : str, optional
+        The page or recommendation block that led to the event.
+
+    Returns ``None`` (and records nothing) for an anonymous request when
+    anonymous tracking is off.
+    """
+    check_event(event)
+    if isinstance(who, HttpRequest):
+        user, session_key = visitor_of(who)
+        if user is None and not session_key:
+            return None
+    elif isinstance(who, str):
+        user, session_key = None, who
+    elif who is not None and getattr(who, "is_authenticated", False):
+        user, session_key = who, ""
+    else:
+        raise TrackingError("track() needs a request, an authenticated user or a session key.")
+    item_id = getattr(item, "pk", item)
+    if item_id is None:
+        raise TrackingError("track() needs a saved item or its primary key.")
+    return Interaction.objects.create(
+        user=user,
+        session_key=session_key or "",
+        item_id=item_id,
+        event=event,
+        value=value,
+        context=(context or "")[:100],
+        timestamp=timestamp or timezone.now(),
+    )
+
+
+def merge_anonymous(request, user):
+    """Give the user the history their anonymous session built before login."""
+    anon_key = request.session.get(ANON_SESSION_KEY) if hasattr(request, "session") else None
+    if not anon_key:
+        return 0
+    merged = Interaction.objects.filter(user__isnull=True, session_key=anon_key).update(user=user)
+    request.session.pop(ANON_SESSION_KEY, None)
+    return merged

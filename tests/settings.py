@@ -1,0 +1,13 @@
+"""Test settings: the demo site's, with fast hashing and isolated state."""
+
+import os
+import tempfile
+
+os.environ.setdefault("SHOPDEMO_VAR_DIR", tempfile.mkdtemp(prefix="shopdemo-test-"))
+
+from shopdemo.settings import *  # noqa: E402,F403
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+SESSION_ENGINE = "django.contrib.sessions.backends.db"
+DEBUG = False
