@@ -2,8 +2,10 @@
 
 from django.contrib import admin
 from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.db import connections
+from django.db.models import Q
 from django.urls import reverse
 from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
@@ -43,23 +45,34 @@ class InteractionAdmin(admin.ModelAdmin):
     ordering = ["-timestamp", "-id"]
     readonly_fields = ["dedup_key"]
 
-    def get_search_fields(self, request):
-        # Exact or prefix matches, so that searches can use the indexes.
-        fields = ["=user__username", "=user__email", "=session_key"]
-        title = rec_settings.item_field("title")
-        if title:
-            fields.append(f"^item__{title}")
-        external = rec_settings.item_field("external_id")
-        if external:
-            fields.append(f"=item__{external}")
-        return fields
+    search_fields = ["session_key"]  # shows the search box; the search itself is below
+    search_help_text = _("A username, e-mail, user or item id, session key, or words of an item title.")
 
     def get_search_results(self, request, queryset, search_term):
-        queryset, may_have_duplicates = super().get_search_results(request, queryset, search_term)
-        if search_term.isdigit():
-            queryset |= self.model.objects.filter(user_id=int(search_term))
-            queryset |= self.model.objects.filter(item_id=int(search_term))
-        return queryset, may_have_duplicates
+        """Resolve the term to a few users and items first, then use the indexes on user and item."""
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        users = get_user_model()._default_manager.filter(
+            Q(**{f"{get_user_model().USERNAME_FIELD}__iexact": term}) | Q(email__iexact=term))
+        item_model = rec_settings.item_model()
+        item_q = Q()
+        title = rec_settings.item_field("title")
+        if title:
+            item_q |= Q(**{f"{title}__icontains": term})
+        external = rec_settings.item_field("external_id")
+        if external:
+            item_q |= Q(**{external: term})
+        item_ids = list(item_model._default_manager.filter(item_q).values_list("pk", flat=True)[:1000]) \
+            if item_q else []
+        query = (Q(session_key=term) | Q(user_id__in=list(users.values_list("pk", flat=True)[:100]))
+                 | Q(item_id__in=item_ids))
+        for column, model in (("user_id", get_user_model()), ("item_id", item_model)):
+            try:
+                query |= Q(**{column: model._meta.pk.to_python(term)})
+            except ValidationError:
+                pass
+        return queryset.filter(query), False
 
     @admin.display(description=_("session"))
     def visitor_session(self, obj):

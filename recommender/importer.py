@@ -14,7 +14,7 @@ import io
 from dataclasses import dataclass, field
 
 from django.contrib.auth import get_user_model
-from django.db import transaction
+from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.utils import timezone
 
 from recommender.conf import rec_settings
@@ -128,6 +128,69 @@ class _Resolver:
         return self.cache
 
 
+class _BulkWriter:
+    """Inserts rows whose import key is new; returns how many were inserted.
+
+    PostgreSQL: COPY into a temporary table, then one INSERT ... ON CONFLICT DO
+    NOTHING. SQLite: INSERT OR IGNORE through executemany. Others: bulk_create
+    after looking up the keys already present.
+    """
+
+    FIELDS = ("user", "session_key", "item", "event", "value", "timestamp", "context", "dedup_key")
+
+    def __init__(self, using=DEFAULT_DB_ALIAS):
+        self.using = using
+        self.connection = connections[using]
+        meta = Interaction._meta
+        quote = self.connection.ops.quote_name
+        self.table = quote(meta.db_table)
+        self.columns = ", ".join(quote(meta.get_field(name).column) for name in self.FIELDS)
+        self.temp_table = None
+
+    def insert(self, rows):
+        if not rows:
+            return 0
+        vendor = self.connection.vendor
+        with self.connection.cursor() as cursor:
+            if vendor == "postgresql":
+                return self._copy_postgresql(cursor, rows)
+            if vendor == "sqlite":
+                adapt = self.connection.ops.adapt_datetimefield_value
+                cursor.executemany(
+                    f"INSERT OR IGNORE INTO {self.table} ({self.columns}) VALUES ({', '.join(['%s'] * 8)})",
+                    [(*row[:5], adapt(row[5]), *row[6:]) for row in rows])
+                return cursor.rowcount
+        return self._bulk_create(rows)
+
+    def _copy_postgresql(self, cursor, rows):
+        if self.temp_table is None:
+            self.temp_table = "recommender_import_rows"
+            # IF NOT EXISTS: inside an outer transaction (tests) ON COMMIT DROP waits.
+            cursor.execute(f"CREATE TEMPORARY TABLE IF NOT EXISTS {self.temp_table} ON COMMIT DROP AS "
+                           f"SELECT {self.columns} FROM {self.table} WITH NO DATA")
+            cursor.execute(f"TRUNCATE {self.temp_table}")
+        raw = cursor.cursor  # psycopg's own cursor, for COPY
+        with raw.copy(f"COPY {self.temp_table} ({self.columns}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+        cursor.execute(f"INSERT INTO {self.table} ({self.columns}) SELECT {self.columns} "
+                       f"FROM {self.temp_table} ON CONFLICT DO NOTHING")
+        created = cursor.rowcount
+        cursor.execute(f"TRUNCATE {self.temp_table}")
+        return created
+
+    def _bulk_create(self, rows):
+        keys = [row[7] for row in rows]
+        existing = set()
+        for chunk in range(0, len(keys), 900):
+            existing.update(Interaction.objects.using(self.using).filter(
+                dedup_key__in=keys[chunk:chunk + 900]).values_list("dedup_key", flat=True))
+        attnames = [Interaction._meta.get_field(name).attname for name in self.FIELDS]
+        new = [Interaction(**dict(zip(attnames, row, strict=True))) for row in rows if row[7] not in existing]
+        Interaction.objects.using(self.using).bulk_create(new, ignore_conflicts=True)
+        return len(new)
+
+
 def import_rows(rows, *, item_field=None, user_field=None, batch_size=None, progress=None):
     """Insert interaction rows; all or nothing.
 
@@ -152,6 +215,7 @@ def import_rows(rows, *, item_field=None, user_field=None, batch_size=None, prog
     users = _Resolver(get_user_model(), user_field)
     tz = timezone.get_current_timezone()
     result = ImportResult()
+    writer = _BulkWriter()
 
     def flush(batch):
         # Rows repeated within the batch are caught here; rows of earlier
@@ -161,7 +225,7 @@ def import_rows(rows, *, item_field=None, user_field=None, batch_size=None, prog
         seen_in_batch = set()
         item_map = items.resolve({r[2] for r in batch})
         user_map = users.resolve({r[1] for r in batch})
-        objects = []
+        new_rows = []
         for line, user_id, item_id, event, value, ts in batch:
             user_pk = user_map.get(user_id)
             item_pk = item_map.get(item_id)
@@ -176,21 +240,12 @@ def import_rows(rows, *, item_field=None, user_field=None, batch_size=None, prog
                 result.skipped += 1
                 continue
             seen_in_batch.add(key)
-            objects.append(Interaction(
-                user_id=user_pk, item_id=item_pk, event=event, value=value,
-                timestamp=ts, dedup_key=key,
-            ))
+            new_rows.append((user_pk, "", item_pk, event, value, ts, "", key))
         if result.errors:
             return
-        existing = set()
-        keys = [o.dedup_key for o in objects]
-        for chunk in range(0, len(keys), 900):
-            existing.update(Interaction.objects.filter(
-                dedup_key__in=keys[chunk:chunk + 900]).values_list("dedup_key", flat=True))
-        new = [o for o in objects if o.dedup_key not in existing]
-        Interaction.objects.bulk_create(new, batch_size=batch_size, ignore_conflicts=True)
-        result.created += len(new)
-        result.skipped += len(objects) - len(new)
+        created = writer.insert(new_rows)
+        result.created += created
+        result.skipped += len(new_rows) - created
 
     with transaction.atomic():
         batch = []

@@ -1,0 +1,367 @@
+"""Deep engine (Keras 3 on TensorFlow): a two-tower model over histories and item content.
+
+*User tower*: the user's (normalised, dropout-corrupted) interaction row through a dense
+``tanh`` layer, as in Mult-DAE (Liang et al. 2018). *Item tower*: a free item embedding
+plus a projection of the item's content (TF-IDF reduced by truncated SVD). Scores are dot
+products, trained with a multinomial (softmax) likelihood over all warm items. A second,
+content-only head (item vector = content projection alone) is trained jointly, so items
+nobody has interacted with still get meaningful scores.
+
+TensorFlow is imported only inside :meth:`TwoTower.fit` (and when loading the Keras
+file explicitly): after training the towers are exported to numpy arrays, so
+``recommend`` runs without TensorFlow.
+
+Example
+-------
+>>> import scipy.sparse as sp
+>>> from recommender.engine.deep import TwoTower
+>>> X = sp.random(100, 40, density=0.1, format="csr", random_state=0)
+>>> model = TwoTower(epochs=2, embedding_dim=16).fit(X)      # doctest: +SKIP
+>>> model.recommend(0, X[0], n=5)                            # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from numbers import Integral, Real
+
+import numpy as np
+import scipy.sparse as sp
+
+from recommender.engine.base import RecommenderBase, check_param
+
+__all__ = ["TwoTower"]
+
+KERAS_FILE = "two_tower.keras"
+
+
+def _configure_tensorflow(seed: int, threads: int, deterministic: bool):
+    """Import TensorFlow/Keras lazily, pin threads and seeds."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    import keras
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    except RuntimeError:  # already initialised in this process: keep its settings
+        pass
+    if deterministic:
+        try:
+            tf.config.experimental.enable_op_determinism()
+        except (AttributeError, RuntimeError):
+            pass
+    keras.utils.set_random_seed(seed)
+    return keras, tf
+
+
+def _row_normalise(X: sp.csr_matrix) -> sp.csr_matrix:
+    norms = np.sqrt(np.asarray(X.multiply(X).sum(axis=1)).ravel())
+    return sp.csr_matrix(sp.diags(1.0 / np.maximum(norms, 1e-12)) @ X, dtype=np.float32)
+
+
+def _content_matrix(item_features, n_items: int, dim: int, seed: int):
+    """Dense, standardised content features (n_items x <=dim) or None."""
+    if item_features is None:
+        return None, None, None
+    from sklearn.decomposition import TruncatedSVD
+
+    from recommender.engine.content import item_feature_matrix
+
+    F, vec = item_feature_matrix(item_features, n_items)
+    dim = min(dim, max(1, min(F.shape) - 1))
+    if F.shape[1] <= dim:
+        dense = F.toarray()
+        svd = None
+    else:
+        svd = TruncatedSVD(n_components=dim, random_state=seed)
+        dense = svd.fit_transform(F)
+    dense = dense.astype(np.float32)
+    scale = dense.std() or 1.0
+    return dense / scale, vec, svd
+
+
+_ITEM_TOWER = None
+
+
+def _item_tower_class(keras):
+    """Define (once) and register the Keras item-tower layer; needs TensorFlow."""
+    global _ITEM_TOWER
+    if _ITEM_TOWER is not None:
+        return _ITEM_TOWER
+    import tensorflow as tf
+
+    @keras.saving.register_keras_serializable(package="recommender")
+    class ItemTower(keras.layers.Layer):
+        """Item vectors = free embedding (+ projected content); returns logits."""
+
+        def __init__(self, n_items, dim, content_dim=0, l2=0.0, **kwargs):
+            super().__init__(**kwargs)
+            self.n_items, self.dim, self.content_dim, self.l2 = n_items, dim, content_dim, l2
+
+        def build(self, input_shape):
+            reg = keras.regularizers.l2(self.l2) if self.l2 else None
+            self.emb = self.add_weight(shape=(self.n_items, self.dim), name="item_emb",
+                                       initializer="glorot_uniform", regularizer=reg)
+            self.bias = self.add_weight(shape=(self.n_items,), name="item_bias",
+                                        initializer="zeros")
+            if self.content_dim:
+                self.content = self.add_weight(shape=(self.n_items, self.content_dim),
+                                               name="content", initializer="zeros",
+                                               trainable=False)
+                self.proj = self.add_weight(shape=(self.content_dim, self.dim),
+                                            name="content_proj", initializer="glorot_uniform",
+                                            regularizer=reg)
+                self.content_bias = self.add_weight(shape=(self.dim,), name="content_bias",
+                                                    initializer="zeros")
+
+        def call(self, user_vec):
+            if not self.content_dim:
+                return tf.matmul(user_vec, self.emb, transpose_b=True) + self.bias
+            c = tf.matmul(self.content, self.proj) + self.content_bias
+            full = tf.matmul(user_vec, self.emb + c, transpose_b=True) + self.bias
+            return full, tf.matmul(user_vec, c, transpose_b=True)
+
+        def get_config(self):
+            return super().get_config() | {"n_items": self.n_items, "dim": self.dim,
+                                           "content_dim": self.content_dim, "l2": self.l2}
+
+    _ITEM_TOWER = ItemTower
+    return ItemTower
+
+
+def _build_keras_model(keras, n_warm: int, content: np.ndarray | None, params: dict):
+    layers = keras.layers
+    reg = keras.regularizers.l2(params["l2"]) if params["l2"] else None
+    x_in = keras.Input(shape=(n_warm,), name="history")
+    h = layers.Dropout(params["dropout"], name="input_dropout")(x_in)
+    h = layers.Dense(params["hidden_dim"], activation="tanh", kernel_regularizer=reg,
+                     name="user_hidden")(h)
+    u = layers.Dense(params["embedding_dim"], kernel_regularizer=reg, name="user_vec")(h)
+    tower = _item_tower_class(keras)(n_warm, params["embedding_dim"],
+                                     0 if content is None else content.shape[1],
+                                     params["l2"], name="item_tower")
+    outputs = tower(u)
+    if content is None:
+        outputs = {"full": layers.Identity(name="full")(outputs)}
+    else:
+        tower.content.assign(content.astype(np.float32))
+        outputs = {"full": layers.Identity(name="full")(outputs[0]),
+                   "content": layers.Identity(name="content")(outputs[1])}
+    return keras.Model(x_in, outputs, name="two_tower")
+
+
+class TwoTower(RecommenderBase):
+    """Two-tower neural recommender over interaction histories and item content.
+
+    Parameters
+    ----------
+    embedding_dim : int, default 128
+        Size of user and item vectors.
+    hidden_dim : int, default 256
+        Width of the user tower's hidden ``tanh`` layer.
+    content_dim : int, default 64
+        Truncated-SVD size of the TF-IDF content features.
+    dropout : float, default 0.5
+        Input dropout of the user tower (denoising), in [0, 1).
+    l2 : float, default 1e-5
+        L2 penalty on weights.
+    content_loss_weight : float, default 0.5
+        Weight of the content-only head's loss (teaches cold-item scoring).
+    epochs : int, default 60
+        Maximum epochs; early stopping usually ends sooner.
+    batch_size : int, default 128
+    learning_rate : float, default 1e-3
+    patience : int, default 5
+        Epochs without validation improvement before stopping.
+    validation_fraction : float, default 0.1
+        Share of users held out for early stopping, in [0, 1).
+    random_state : int, default 0
+    threads : int, default 2
+        TensorFlow intra/inter-op threads.
+    deterministic : bool, default False
+        Enable TensorFlow op determinism (slower).
+    verbose : int, default 0
+        Keras verbosity.
+    """
+
+    handles_cold_items = True
+
+    def __init__(self, *, embedding_dim: int = 128, hidden_dim: int = 256,
+                 content_dim: int = 64, dropout: float = 0.5, l2: float = 1e-5,
+                 content_loss_weight: float = 0.5, epochs: int = 60, batch_size: int = 128,
+                 learning_rate: float = 1e-3, patience: int = 5,
+                 validation_fraction: float = 0.1, random_state: int = 0, threads: int = 2,
+                 deterministic: bool = False, verbose: int = 0):
+        self.embedding_dim = embedding_dim
+        self.hidden_dim = hidden_dim
+        self.content_dim = content_dim
+        self.dropout = dropout
+        self.l2 = l2
+        self.content_loss_weight = content_loss_weight
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.patience = patience
+        self.validation_fraction = validation_fraction
+        self.random_state = random_state
+        self.threads = threads
+        self.deterministic = deterministic
+        self.verbose = verbose
+
+    def _validate_params(self):
+        for name in ("embedding_dim", "hidden_dim", "content_dim", "epochs", "batch_size",
+                     "threads"):
+            check_param(name, getattr(self, name), Integral, 1)
+        check_param("patience", self.patience, Integral, 0)
+        check_param("random_state", self.random_state, Integral, 0)
+        check_param("verbose", self.verbose, Integral, 0)
+        check_param("dropout", self.dropout, Real, 0, 1, high_open=True)
+        check_param("validation_fraction", self.validation_fraction, Real, 0, 1,
+                    high_open=True)
+        check_param("l2", self.l2, Real, 0)
+        check_param("content_loss_weight", self.content_loss_weight, Real, 0)
+        check_param("learning_rate", self.learning_rate, Real, 0, low_open=True)
+        check_param("deterministic", self.deterministic, bool)
+
+    def fit(self, interactions, item_features=None, progress_callback: Callable | None = None,
+            **kwargs) -> TwoTower:
+        """Train the towers (see :meth:`RecommenderBase.fit`).
+
+        Parameters
+        ----------
+        interactions : scipy.sparse.csr_matrix of shape (n_users, n_items)
+        item_features : dict, list of str or matrix, optional
+            Item content; without it the model is a plain denoising autoencoder and
+            cannot score cold items.
+        progress_callback : callable, optional
+            Called as ``progress_callback(epoch, total_epochs, logs)`` after each epoch
+            (``epoch`` counts from 1).
+
+        Returns
+        -------
+        self
+        """
+        return super().fit(interactions, item_features=item_features,
+                           progress_callback=progress_callback, **kwargs)
+
+    def _fit(self, X, item_features=None, progress_callback=None, **kwargs):
+        keras, tf = _configure_tensorflow(self.random_state, self.threads, self.deterministic)
+        content, vec, svd = _content_matrix(item_features, self.n_items_, self.content_dim,
+                                            self.random_state)
+        warm = np.flatnonzero(X.getnnz(axis=0) > 0)
+        if len(warm) == 0:
+            raise ValueError("interactions has no non-zero entries: nothing to learn from.")
+        Xw = _row_normalise(X[:, warm])
+        users = np.flatnonzero(np.diff(Xw.indptr) > 0)
+        rng = np.random.default_rng(self.random_state)
+        rng.shuffle(users)
+        n_val = int(len(users) * self.validation_fraction)
+        val_users, train_users = users[:n_val], users[n_val:]
+        params = self.get_params()
+        model = _build_keras_model(keras, len(warm), None if content is None else
+                                   content[warm], params)
+        has_content = content is not None
+        loss = keras.losses.CategoricalCrossentropy(from_logits=True)
+        losses = {"full": loss} | ({"content": loss} if has_content else {})
+        weights = {"full": 1.0} | ({"content": self.content_loss_weight} if has_content else {})
+        model.compile(optimizer=keras.optimizers.Adam(self.learning_rate), loss=losses,
+                      loss_weights=weights)
+
+        class Rows(keras.utils.PyDataset):
+            def __init__(self, rows, batch, shuffle):
+                super().__init__()
+                self.rows, self.batch, self.shuffle = rows, batch, shuffle
+                self.order = rows.copy()
+
+            def __len__(self):
+                return int(np.ceil(len(self.rows) / self.batch))
+
+            def __getitem__(self, i):
+                x = Xw[self.order[i * self.batch:(i + 1) * self.batch]].toarray()
+                y = x / np.maximum(x.sum(axis=1, keepdims=True), 1e-12)
+                return x, ({"full": y, "content": y} if has_content else {"full": y})
+
+            def on_epoch_end(self):
+                if self.shuffle:
+                    rng.shuffle(self.order)
+
+        callbacks = []
+        if progress_callback is not None:
+            callbacks.append(keras.callbacks.LambdaCallback(
+                on_epoch_end=lambda e, logs: progress_callback(e + 1, self.epochs, dict(logs))))
+        val = None
+        if len(val_users):
+            val = Rows(val_users, self.batch_size, False)
+            callbacks.append(keras.callbacks.EarlyStopping(
+                monitor="val_full_loss" if has_content else "val_loss",
+                patience=self.patience, mode="min", restore_best_weights=True))
+        history = model.fit(Rows(train_users, self.batch_size, True), validation_data=val,
+                            epochs=self.epochs, callbacks=callbacks, verbose=self.verbose)
+        self.epochs_trained_ = len(history.history.get("loss", []))
+        self.history_ = {k: [float(v) for v in vals] for k, vals in history.history.items()}
+        self._export(model, warm, content)
+        self.vectorizer_ = vec
+        self.svd_ = svd
+        self._keras_model = model
+
+    def _export(self, model, warm, content):
+        """Copy the trained towers into numpy arrays for TensorFlow-free serving."""
+        hidden = model.get_layer("user_hidden")
+        user = model.get_layer("user_vec")
+        tower = model.get_layer("item_tower")
+        self.hidden_kernel_, self.hidden_bias_ = (np.asarray(w, np.float32)
+                                                  for w in hidden.get_weights())
+        self.user_kernel_, self.user_bias_ = (np.asarray(w, np.float32)
+                                              for w in user.get_weights())
+        emb = np.asarray(tower.emb.numpy(), np.float32)
+        bias = np.asarray(tower.bias.numpy(), np.float32)
+        item_vectors = np.zeros((self.n_items_, emb.shape[1]), np.float32)
+        item_bias = np.full(self.n_items_, bias.mean(), np.float32)
+        content_vectors = np.zeros_like(item_vectors)
+        if content is not None:
+            content_vectors = (content @ tower.proj.numpy() + tower.content_bias.numpy()
+                               ).astype(np.float32)
+            item_vectors += content_vectors
+        item_vectors[warm] += emb
+        item_bias[warm] = bias
+        self.item_vectors_ = item_vectors
+        self.item_bias_ = item_bias
+        self.content_vectors_ = content_vectors
+        self.warm_items_ = warm.astype(np.int64)
+
+    def user_vectors(self, user_items: sp.csr_matrix) -> np.ndarray:
+        """User-tower output (numpy, no TensorFlow) for rows over the full catalog."""
+        self._check_fitted()
+        R = _row_normalise(sp.csr_matrix(user_items, dtype=np.float32)[:, self.warm_items_])
+        h = np.tanh(R @ self.hidden_kernel_ + self.hidden_bias_)
+        return h @ self.user_kernel_ + self.user_bias_
+
+    def _score_block(self, user_indices, user_items):
+        return self.user_vectors(user_items) @ self.item_vectors_.T + self.item_bias_
+
+    def content_scores(self, user_items: sp.csr_matrix) -> np.ndarray:
+        """Scores from the content-only head (what cold items are ranked by)."""
+        return self.user_vectors(user_items) @ self.content_vectors_.T
+
+    def _similarity_row(self, item_index):
+        V = self.item_vectors_
+        norms = np.linalg.norm(V, axis=1)
+        norms[norms == 0] = 1.0
+        return (V @ V[item_index]) / (norms * norms[item_index])
+
+    def _save_extra(self, path):
+        model = getattr(self, "_keras_model", None)
+        if model is not None:
+            model.save(os.path.join(path, KERAS_FILE))
+
+    def keras_model(self, path=None):
+        """The trained Keras model (loaded from ``path``/two_tower.keras if needed)."""
+        if getattr(self, "_keras_model", None) is None and path is not None:
+            keras, _ = _configure_tensorflow(self.random_state, self.threads, False)
+            _item_tower_class(keras)
+            self._keras_model = keras.saving.load_model(
+                os.path.join(path, KERAS_FILE), compile=False, safe_mode=False)
+        return getattr(self, "_keras_model", None)

@@ -1,0 +1,218 @@
+"""Hybrid engine: a weighted blend of component engines' per-user normalised scores.
+
+Weights are chosen on a validation split carved from the training data (the latest
+``validation_fraction`` of each user's interactions when ``timestamps`` are given, a
+random share otherwise, or an explicit ``validation`` matrix), by coordinate ascent on
+NDCG@``k``; then every component is refitted on all the data.
+
+Example
+-------
+>>> import scipy.sparse as sp
+>>> from recommender.engine import Hybrid
+>>> X = sp.random(60, 30, density=0.2, format="csr", random_state=0)
+>>> model = Hybrid(components=["itemknn", "popular"]).fit(X)
+>>> len(model.weights_)
+2
+"""
+
+from __future__ import annotations
+
+from numbers import Integral, Real
+
+import numpy as np
+import scipy.sparse as sp
+
+from recommender.engine.base import RecommenderBase, check_interactions, check_param
+
+__all__ = ["Hybrid"]
+
+_GRID = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.5, 2.0)
+
+
+def _spec(component) -> tuple[str, dict]:
+    if isinstance(component, str):
+        return component, {}
+    if isinstance(component, dict) and "engine" in component:
+        return component["engine"], dict(component.get("params", {}))
+    raise ValueError("components entries must be an engine name or "
+                     f"{{'engine': name, 'params': {{...}}}}; got {component!r}.")
+
+
+def _normalise(scores: np.ndarray, how: str) -> np.ndarray:
+    scores = scores.astype(np.float32, copy=False)
+    if how == "zscore":
+        mean = scores.mean(axis=1, keepdims=True)
+        std = scores.std(axis=1, keepdims=True)
+        return (scores - mean) / np.where(std > 0, std, 1.0)
+    low = scores.min(axis=1, keepdims=True)
+    span = scores.max(axis=1, keepdims=True) - low
+    return (scores - low) / np.where(span > 0, span, 1.0)
+
+
+def _ndcg(scores: np.ndarray, seen: sp.csr_matrix, target: sp.csr_matrix, k: int) -> float:
+    scores = scores.copy()
+    r = np.repeat(np.arange(seen.shape[0]), np.diff(seen.indptr))
+    scores[r, seen.indices] = -np.inf
+    top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1, kind="stable")
+    top = np.take_along_axis(top, order, axis=1)
+    hits = np.asarray(target[np.repeat(np.arange(top.shape[0]), k), top.ravel()]).reshape(
+        top.shape) != 0
+    disc = 1.0 / np.log2(np.arange(2, k + 2))
+    ideal = np.cumsum(disc)[np.minimum(np.diff(target.indptr), k) - 1]
+    return float(((hits * disc).sum(axis=1) / ideal).mean())
+
+
+class Hybrid(RecommenderBase):
+    """Blend of several engines with weights tuned on held-out data.
+
+    Parameters
+    ----------
+    components : list or None, default None
+        Engine names or ``{"engine": name, "params": {...}}`` dicts. ``None`` picks
+        EASE (or ALS above 20,000 items), ItemKNN, and ContentBased when
+        ``item_features`` are given.
+    weights : list of float or None, default None
+        Fixed blend weights; ``None`` tunes them on a validation split.
+    normalization : {"zscore", "minmax"}, default "zscore"
+        Per-user normalisation of each component's scores before blending.
+    validation_fraction : float, default 0.2
+        Share of each user's latest interactions held out for tuning, in (0, 1).
+    max_validation_users : int, default 2000
+        Users sampled for tuning (bounds time and memory).
+    k : int, default 10
+        Cut-off of the NDCG used for tuning.
+    random_state : int, default 0
+        Seed for user sampling and random held-out interactions.
+    """
+
+    handles_cold_items = True
+
+    def __init__(self, *, components: list | None = None, weights: list | None = None,
+                 normalization: str = "zscore", validation_fraction: float = 0.2,
+                 max_validation_users: int = 2000, k: int = 10, random_state: int = 0):
+        self.components = components
+        self.weights = weights
+        self.normalization = normalization
+        self.validation_fraction = validation_fraction
+        self.max_validation_users = max_validation_users
+        self.k = k
+        self.random_state = random_state
+
+    def _validate_params(self):
+        check_param("normalization", self.normalization, options={"zscore", "minmax"})
+        check_param("validation_fraction", self.validation_fraction, Real, 0, 1,
+                    low_open=True, high_open=True)
+        check_param("max_validation_users", self.max_validation_users, Integral, 1)
+        check_param("k", self.k, Integral, 1)
+        check_param("random_state", self.random_state, Integral, 0)
+        if self.components is not None and not isinstance(self.components, (list, tuple)):
+            raise ValueError(f"components must be a list or None; got {self.components!r}.")
+        if self.components is not None:
+            for c in self.components:
+                _spec(c)
+
+    def _specs(self, n_items: int, item_features) -> list[tuple[str, dict]]:
+        if self.components is not None:
+            return [_spec(c) for c in self.components]
+        specs = [("ease", {}) if n_items <= 20_000 else ("als", {}), ("itemknn", {})]
+        if item_features is not None:
+            specs.append(("content", {}))
+        return specs
+
+    def _build(self, specs):
+        from recommender.engine import build_engine
+        return [build_engine(name, **params) for name, params in specs]
+
+    def _fit(self, X, item_features=None, timestamps=None, validation=None, **kwargs):
+        specs = self._specs(self.n_items_, item_features)
+        self.component_names_ = [name for name, _ in specs]
+        if self.weights is not None:
+            if len(self.weights) != len(specs):
+                raise ValueError(f"weights must have one value per component ({len(specs)}); "
+                                 f"got {self.weights!r}.")
+            self.weights_ = np.asarray(self.weights, dtype=np.float32)
+            self.validation_ndcg_ = None
+        else:
+            self.weights_, self.validation_ndcg_ = self._tune(
+                specs, X, item_features, timestamps, validation, kwargs)
+        full = X if validation is None else check_interactions(X + validation)
+        fit_kwargs = dict(kwargs)
+        if timestamps is not None and validation is None:
+            fit_kwargs["timestamps"] = timestamps
+        self.engines_ = [e.fit(full, item_features=item_features, **fit_kwargs)
+                         for e in self._build(specs)]
+        if validation is not None:
+            self.item_popularity_ = np.asarray(full.getnnz(axis=0), dtype=np.float32)
+
+    def _tune(self, specs, X, item_features, timestamps, validation, kwargs):
+        from recommender.engine.evaluation import split_matrix
+
+        if validation is not None:
+            train, target = X, check_interactions(validation)
+            if target.shape != X.shape:
+                raise ValueError(f"validation must have shape {X.shape}; got {target.shape}.")
+        else:
+            train, target = split_matrix(X, self.validation_fraction, timestamps,
+                                         random_state=self.random_state)
+        users = np.flatnonzero((np.diff(target.indptr) > 0) & (np.diff(train.indptr) > 0))
+        if len(users) == 0 or len(specs) == 1:
+            return np.ones(len(specs), dtype=np.float32), None
+        rng = np.random.default_rng(self.random_state)
+        cap = min(self.max_validation_users, max(50, 50_000_000 // (len(specs) * self.n_items_)))
+        if len(users) > cap:
+            users = np.sort(rng.choice(users, cap, replace=False))
+        seen, tgt = train[users], target[users]
+        blocks = []
+        for engine in self._build(specs):
+            engine.fit(train, item_features=item_features, **kwargs)
+            blocks.append(_normalise(engine._scores_with_fallback(users, seen),
+                                     self.normalization))
+        k = min(self.k, self.n_items_)
+        single = [_ndcg(b, seen, tgt, k) for b in blocks]
+        w = np.zeros(len(blocks), dtype=np.float32)
+        w[int(np.argmax(single))] = 1.0
+        best = max(single)
+        for _ in range(2):  # coordinate ascent over a small grid
+            improved = False
+            for c in range(len(blocks)):
+                for g in _GRID:
+                    if g == w[c]:
+                        continue
+                    trial = w.copy()
+                    trial[c] = g
+                    if not trial.any():
+                        continue
+                    score = _ndcg(sum(t * b for t, b in zip(trial, blocks) if t), seen, tgt, k)
+                    if score > best + 1e-6:
+                        best, w, improved = score, trial, True
+            if not improved:
+                break
+        return w, best
+
+    def _score_block(self, user_indices, user_items):
+        total = None
+        for w, engine in zip(self.weights_, self.engines_):
+            if w == 0:
+                continue
+            part = w * _normalise(engine._scores_with_fallback(user_indices, user_items),
+                                  self.normalization)
+            total = part if total is None else total + part
+        return total
+
+    def _similarity_row(self, item_index):
+        for w, engine in sorted(zip(self.weights_, self.engines_), key=lambda p: -p[0]):
+            try:
+                return engine._similarity_row(item_index)
+            except NotImplementedError:
+                continue
+        return np.zeros(self.n_items_, dtype=np.float32)
+
+    def _explain_contributions(self, row, item_index):
+        total = np.zeros(row.nnz, dtype=np.float32)
+        for w, engine in zip(self.weights_, self.engines_):
+            if w:
+                c = np.asarray(engine._explain_contributions(row, item_index), np.float32)
+                scale = np.abs(c).max()
+                total += w * (c / scale if scale > 0 else c)
+        return total
