@@ -17,6 +17,8 @@ BUILTIN_EVENTS = {
     "remove_from_cart": -2.0,
     "purchase": 8.0,
     "rating": 1.0,
+    # Shown in a recommendation block; recorded for click-through rates, not trained on.
+    "impression": 0.0,
 }
 
 DEFAULTS = {
@@ -43,7 +45,10 @@ DEFAULTS = {
     # Most events accepted by one POST to the events endpoint.
     "API_MAX_BATCH": 500,
     # DRF throttle rates for the events endpoint ("<n>/<sec|min|hour|day>").
-    "THROTTLE_RATES": {"events_anon": "120/min", "events_user": "600/min"},
+    "THROTTLE_RATES": {
+        "events_anon": "120/min", "events_user": "600/min",
+        "recommendations_anon": "600/min", "recommendations_user": "1200/min",
+    },
     # Rows per INSERT when importing CSV files.
     "IMPORT_BATCH_SIZE": 5000,
     # Where trained models are written (a directory shared by all workers).
@@ -52,6 +57,62 @@ DEFAULTS = {
     # Anonymous interactions older than this many days are purged by
     # ``recommender.tasks.purge_anonymous`` (None keeps them forever).
     "ANONYMOUS_RETENTION_DAYS": 90,
+    # Algorithms the site can train: name -> {"class": dotted path or engine name, "params": {...}}.
+    # Missing params take the engine's defaults (docs/engine.md).
+    "ALGORITHMS": {
+        "popular": {"class": "recommender.engine.popular.Popular"},
+        "trending": {"class": "recommender.engine.popular.Trending", "params": {"half_life_days": 7}},
+        "itemknn": {"class": "recommender.engine.neighbors.ItemKNN"},
+        "cooccurrence": {"class": "recommender.engine.neighbors.Cooccurrence"},
+        "ease": {"class": "recommender.engine.ease.EASE"},
+        "als": {"class": "recommender.engine.als.ALS"},
+        "content": {"class": "recommender.engine.content.ContentBased"},
+        "two_tower": {"class": "recommender.engine.deep.TwoTower"},
+        "hybrid": {"class": "recommender.engine.hybrid.Hybrid"},
+    },
+    # What "train all" trains, and which algorithm feeds each served list.
+    "TRAIN_ALGORITHMS": ["popular", "trending", "itemknn", "cooccurrence", "hybrid"],
+    "DEFAULT_ALGORITHM": "hybrid",  # "recommended for you"
+    "SIMILAR_ALGORITHM": "itemknn",  # "similar items"
+    "BOUGHT_TOGETHER_ALGORITHM": "cooccurrence",  # "customers also bought"
+    "TRENDING_ALGORITHM": "trending",
+    "POPULAR_ALGORITHM": "popular",
+    # Training data: recency half-life in days (None: no decay) and log-damped repeats.
+    "HALF_LIFE_DAYS": None,
+    "LOG_DAMPING": True,
+    # Event types whose items are never recommended again to the same user (e.g. bought once).
+    "EXCLUDE_EVENTS": ["purchase"],
+    # A new version must reach (1 - GATE_MARGIN) x the active version's held-out NDCG@10.
+    "GATE_MARGIN": 0.05,
+    # Held-out share of each user's latest interactions for the metrics and the gate.
+    "EVALUATION_FRACTION": 0.2,
+    # Length of each precomputed list, and users per refresh task (chunks share the work).
+    "SERVED_LIST_LENGTH": 50,
+    "REFRESH_CHUNK_SIZE": 2000,
+    # Celery queues: training never delays a refresh.
+    "TRAINING_QUEUE": "recommender_training",
+    "REFRESH_QUEUE": "recommender_refresh",
+    # A training lock expires after this many seconds if its worker died.
+    "LOCK_TIMEOUT": 4 * 3600,
+    # A running training whose heartbeat is older than this is marked failed.
+    "STALE_RUN_SECONDS": 900,
+    # Retrain when this many new interactions arrived since the last successful run (None: off).
+    "RETRAIN_AFTER_INTERACTIONS": 10_000,
+    # Succeeded versions kept per algorithm besides the active one; older artifacts are deleted.
+    "KEEP_VERSIONS": 5,
+    # Cache alias and lifetime of served lists.
+    "CACHE_ALIAS": "default",
+    "CACHE_TIMEOUT": 24 * 3600,
+    # Celery beat entries (crontab "minute hour day-of-month month day-of-week"; None: off),
+    # installed by ``recommender.schedules.beat_schedule()`` in the site's Celery app.
+    "SCHEDULE": {
+        "train_all": "0 3 * * *",
+        "refresh_all": "30 * * * *",
+        "retrain_if_new_data": "*/10 * * * *",
+        "fail_stale_runs": "*/5 * * * *",
+        "cleanup_artifacts": "30 4 * * *",
+        "purge_anonymous": "0 5 * * *",
+    },
 }
 
 

@@ -24,6 +24,7 @@ class InteractionData:
     item_ids: np.ndarray  # column index -> item primary key
     n_interactions: int
     cutoff: float | None  # unix seconds of the latest interaction used
+    timestamps: sp.csr_matrix | None = None  # latest unix time per cell, same pattern as matrix
 
     def user_index(self, user_pk):
         """Row of a user, or None for a user with no interactions."""
@@ -70,7 +71,7 @@ def interaction_arrays(queryset=None, *, chunk_size=100_000, event_weights=None)
 
 
 def load_interactions(queryset=None, *, item_ids=None, half_life_days=None, log_damping=False,
-                      chunk_size=100_000):
+                      with_timestamps=False, chunk_size=100_000):
     """Build the training matrix from the database.
 
     Parameters
@@ -82,6 +83,8 @@ def load_interactions(queryset=None, *, item_ids=None, half_life_days=None, log_
         no interactions yet still have a column (for content-based scores).
     half_life_days, log_damping :
         Recency decay and repeat damping, see ``engine.data.build_interaction_matrix``.
+    with_timestamps : bool
+        Also build the matrix of each cell's latest time (for trending and splits).
     """
     users, items, weights, stamps = interaction_arrays(queryset, chunk_size=chunk_size)
     if item_ids is None:
@@ -92,11 +95,13 @@ def load_interactions(queryset=None, *, item_ids=None, half_life_days=None, log_
     users, items, weights, stamps = users[known], items[known], weights[known], stamps[known]
     user_ids, user_idx = np.unique(users, return_inverse=True)
     item_idx = np.searchsorted(item_ids, items)
-    matrix = build_interaction_matrix(
+    with_timestamps = with_timestamps and len(stamps) > 0
+    built = build_interaction_matrix(
         user_idx, item_idx, weights, stamps if len(stamps) else None,
         n_users=len(user_ids), n_items=len(item_ids),
-        log_damping=log_damping, half_life_days=half_life_days,
+        log_damping=log_damping, half_life_days=half_life_days, return_timestamps=with_timestamps,
     )
+    matrix, timestamps = built if with_timestamps else (built, None)
     return InteractionData(matrix=matrix, user_ids=user_ids, item_ids=item_ids,
                            n_interactions=int(len(users)),
-                           cutoff=float(stamps.max()) if len(stamps) else None)
+                           cutoff=float(stamps.max()) if len(stamps) else None, timestamps=timestamps)

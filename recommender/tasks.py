@@ -1,4 +1,9 @@
-"""Celery tasks of the recommender app (``@shared_task``: the site owns the Celery app)."""
+"""Celery tasks of the recommender app (``@shared_task``: the site owns the Celery app).
+
+Tasks take ids and names, are sent after the database commit by the services,
+and are safe to run twice. Training goes to TRAINING_QUEUE, list refreshes to
+REFRESH_QUEUE, so a long training never delays a refresh.
+"""
 
 import datetime as dt
 
@@ -7,6 +12,80 @@ from django.utils import timezone
 
 from recommender.conf import rec_settings
 from recommender.models import Interaction
+
+
+@shared_task(name="recommender.train_algorithm", acks_late=True, reject_on_worker_lost=True)
+def train_algorithm(run_id):
+    """Train one recorded run (see ``services.enqueue_training``); returns its final status."""
+    from recommender import services
+
+    return services.train(run_id).status
+
+
+@shared_task(name="recommender.train_all", ignore_result=True)
+def train_all():
+    """Queue a run of every algorithm in TRAIN_ALGORITHMS; workers train them in parallel."""
+    from recommender import services
+
+    return [run.pk for run in services.enqueue_training(requested_by="schedule")]
+
+
+@shared_task(name="recommender.retrain_if_new_data", ignore_result=True)
+def retrain_if_new_data():
+    """Train all when RETRAIN_AFTER_INTERACTIONS new interactions arrived since the last run."""
+    from recommender import services
+    from recommender.models import TrainingRun
+
+    threshold = rec_settings.RETRAIN_AFTER_INTERACTIONS
+    if threshold is None:
+        return None
+    busy = TrainingRun.objects.filter(status__in=["queued", "running"]).exists()
+    if busy or services.new_interactions_since_last_run() < threshold:
+        return []
+    return [run.pk for run in services.enqueue_training(requested_by="new data")]
+
+
+@shared_task(name="recommender.refresh_lists", ignore_result=True)
+def refresh_lists(algorithm):
+    """Split the refresh of an algorithm's served lists into chunk tasks."""
+    from recommender import refresh
+
+    run_id, chunks = refresh.plan(algorithm)
+    for kind, start, stop in chunks:
+        refresh_chunk.apply_async(args=[algorithm, run_id, str(kind), start, stop],
+                                  queue=rec_settings.REFRESH_QUEUE)
+    return len(chunks)
+
+
+@shared_task(name="recommender.refresh_chunk", acks_late=True, reject_on_worker_lost=True)
+def refresh_chunk(algorithm, run_id, kind, start, stop):
+    from recommender import refresh
+
+    return refresh.refresh_chunk(algorithm, run_id, kind, start, stop)
+
+
+@shared_task(name="recommender.refresh_all", ignore_result=True)
+def refresh_all():
+    from recommender.models import TrainingRun
+
+    algorithms = list(TrainingRun.objects.filter(is_active=True).values_list("algorithm", flat=True))
+    for algorithm in algorithms:
+        refresh_lists.apply_async(args=[algorithm], queue=rec_settings.REFRESH_QUEUE)
+    return algorithms
+
+
+@shared_task(name="recommender.fail_stale_runs", ignore_result=True)
+def fail_stale_runs():
+    from recommender import services
+
+    return services.fail_stale_runs()
+
+
+@shared_task(name="recommender.cleanup_artifacts", ignore_result=True)
+def cleanup_artifacts():
+    from recommender import services
+
+    return services.cleanup_artifacts()
 
 
 @shared_task(name="recommender.purge_anonymous", ignore_result=True)

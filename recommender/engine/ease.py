@@ -26,6 +26,41 @@ from recommender.engine.base import RecommenderBase, check_param
 __all__ = ["EASE"]
 
 
+def _ease_weights(X, lam: float) -> np.ndarray:
+    """Dense EASE weights for a matrix whose rows and columns are all non-empty."""
+    n_users, n = X.shape
+    if n_users < n:
+        # Woodbury: P = (I - X^T (lam I + X X^T)^-1 X) / lam needs only a users x users
+        # inverse, far cheaper than an items x items one when users are fewer.
+        K = (X @ X.T).toarray().astype(np.float64)
+        K[np.diag_indices(n_users)] += lam
+        L = np.linalg.cholesky(np.linalg.inv(K))
+        Z = np.asarray(X.T @ L)                          # items x users
+        Q = Z @ Z.T                                       # I - lam * P
+        diag = 1.0 - np.diag(Q).copy()                    # lam * diag(P)
+        B = Q / diag[None, :]                             # -P_ij / P_jj off the diagonal
+        B[np.diag_indices(n)] = 0.0
+        return B.astype(np.float32)
+    G = (X.T @ X).toarray().astype(np.float64)
+    G[np.diag_indices(n)] += lam
+    # Cholesky-based inverse: about half the flops of a general LU inverse.
+    c, info = scipy.linalg.lapack.dpotrf(G, lower=True, overwrite_a=True)
+    if info != 0:
+        raise ValueError(f"EASE Gram matrix is not positive definite (info={info}); "
+                         "increase regularization.")
+    P, info = scipy.linalg.lapack.dpotri(c, lower=True, overwrite_c=True)
+    del c
+    for s in range(0, n, 1024):  # dpotri fills the lower triangle only
+        e = min(s + 1024, n)
+        blk = P[s:e, s:e]
+        P[s:e, s:e] = np.tril(blk) + np.tril(blk, -1).T
+        P[s:e, e:] = P[e:, s:e].T
+    diag = np.diag(P).copy()
+    B = P / (-diag[None, :])
+    B[np.diag_indices(n)] = 0.0
+    return B.astype(np.float32)
+
+
 class EASE(RecommenderBase):
     """Closed-form linear item-item autoencoder.
 
@@ -62,24 +97,13 @@ class EASE(RecommenderBase):
         if self.binarize:
             X = X.copy()
             X.data = (X.data != 0).astype(np.float32)
-        G = (X.T @ X).toarray().astype(np.float64)
-        G[np.diag_indices(n)] += self.regularization
-        # Cholesky-based inverse: about half the flops of a general LU inverse.
-        c, info = scipy.linalg.lapack.dpotrf(G, lower=True, overwrite_a=True)
-        if info != 0:
-            raise ValueError(f"EASE Gram matrix is not positive definite (info={info}); "
-                             "increase regularization.")
-        P, info = scipy.linalg.lapack.dpotri(c, lower=True, overwrite_c=True)
-        del c
-        for s in range(0, n, 1024):  # dpotri fills the lower triangle only
-            e = min(s + 1024, n)
-            blk = P[s:e, s:e]
-            P[s:e, s:e] = np.tril(blk) + np.tril(blk, -1).T
-            P[s:e, e:] = P[e:, s:e].T
-        diag = np.diag(P).copy()
-        B = P / (-diag[None, :])
-        B[np.diag_indices(n)] = 0.0
-        self.item_weights_ = B.astype(np.float32)
+        active = np.flatnonzero(X.getnnz(axis=0) > 0)  # empty columns get zero weights
+        Xa = X[:, active]
+        Xa = Xa[np.diff(Xa.indptr) > 0]
+        B = _ease_weights(Xa, float(self.regularization))
+        W = np.zeros((n, n), dtype=np.float32)
+        W[np.ix_(active, active)] = B
+        self.item_weights_ = W
 
     def _score_block(self, user_indices, user_items):
         return np.asarray(user_items @ self.item_weights_)

@@ -1,6 +1,9 @@
 /* recommender: records product views and clicks on recommendation links.
  *   <div data-rec-view="ITEM_PK" data-rec-context="product">   -> a "view" on page load
  *   <a data-rec-click="ITEM_PK" data-rec-context="home:trending"> -> a "click" when followed
+ *   <section data-rec-impression="PK,PK,..." data-rec-context="trending:trending">
+ *       -> one "impression" per item shown by a recommendation block, posted apart
+ *          from the views so that a site without the event type loses only impressions
  * Loaded by {% recommender_script %}, which passes the endpoint and CSRF token. */
 (function () {
   "use strict";
@@ -36,14 +39,34 @@
     send(events.slice(0, 500));
   }
 
+  function recordImpressions() {
+    var events = [];
+    document.querySelectorAll("[data-rec-impression]").forEach(function (block) {
+      var blockContext = block.getAttribute("data-rec-context") || "";
+      block.getAttribute("data-rec-impression").split(",").forEach(function (pk) {
+        if (!pk) { return; }
+        // each link names the algorithm that chose its item
+        var link = block.querySelector('[data-rec-click="' + pk.replace(/"/g, "") + '"]');
+        var context = (link && link.getAttribute("data-rec-context")) || blockContext;
+        events.push({ item: pk, event: "impression", context: context });
+      });
+    });
+    send(events.slice(0, 500));
+  }
+
+  function onLoad() {
+    recordViews();
+    recordImpressions();
+  }
+
   document.addEventListener("click", function (e) {
     var link = e.target.closest && e.target.closest("[data-rec-click]");
     if (link) { send([eventFor(link, "click", "data-rec-click")]); }
   }, true);
 
   if (document.readyState === "loading") {
-    document.addEventListener("DOMContentLoaded", recordViews);
+    document.addEventListener("DOMContentLoaded", onLoad);
   } else {
-    recordViews();
+    onLoad();
   }
 })();

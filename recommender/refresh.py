@@ -1,0 +1,133 @@
+"""Computing the served lists from the active model of an algorithm, in chunks.
+
+``plan(algorithm)`` splits the work into chunks (users for "recommended for
+you", items for "similar" / "customers also bought"); each chunk is one task, so
+several workers share a refresh. A chunk of a run that is no longer active is
+skipped, so a late chunk never overwrites a newer version's lists.
+"""
+
+import numpy as np
+
+from recommender import artifacts, served
+from recommender.conf import rec_settings
+from recommender.models import Interaction, ServedList, TrainingRun
+
+Kind = ServedList.Kind
+_loaded = {}  # per worker process: algorithm -> (run id, artifact)
+
+
+def kinds_for(algorithm):
+    s = rec_settings
+    if algorithm == s.TRENDING_ALGORITHM:
+        return [Kind.TRENDING]
+    if algorithm == s.POPULAR_ALGORITHM:
+        return [Kind.POPULAR]
+    if algorithm == s.BOUGHT_TOGETHER_ALGORITHM:
+        return [Kind.BOUGHT_TOGETHER]
+    return [Kind.FOR_USER, Kind.SIMILAR]
+
+
+def load_run(run):
+    cached = _loaded.get(run.algorithm)
+    if cached and cached[0] == run.pk:
+        return cached[1]
+    artifact = artifacts.load(run.artifact_path)
+    _loaded[run.algorithm] = (run.pk, artifact)
+    return artifact
+
+
+def plan(algorithm):
+    """``(run id, [(kind, start, stop), ...])`` for the active run, or ``(None, [])``."""
+    run = TrainingRun.objects.filter(algorithm=algorithm, is_active=True).first()
+    if run is None:
+        return None, []
+    size = rec_settings.REFRESH_CHUNK_SIZE
+    chunks = []
+    for kind in kinds_for(algorithm):
+        if kind in (Kind.TRENDING, Kind.POPULAR):
+            chunks.append((kind, 0, 1))
+            continue
+        total = run.n_users if kind == Kind.FOR_USER else run.n_items
+        chunks += [(kind, start, min(start + size, total)) for start in range(0, total or 0, size)]
+    return run.pk, chunks
+
+
+def unavailable_indices(item_ids):
+    """Column indices of items that are inactive or deleted now."""
+    model = rec_settings.item_model()
+    field = rec_settings.item_field("available")
+    qs = model._default_manager.all()
+    if field:
+        qs = qs.filter(**{field: True})
+    available = np.fromiter(qs.values_list("pk", flat=True).iterator(chunk_size=10_000), dtype=np.int64)
+    return np.flatnonzero(~np.isin(item_ids, available))
+
+
+def excluded_by_events(user_pks, item_ids):
+    """``{user pk: set of column indices}`` the users must not get again (EXCLUDE_EVENTS)."""
+    events = rec_settings.EXCLUDE_EVENTS or []
+    out = {}
+    if not events:
+        return out
+    position = {int(pk): i for i, pk in enumerate(item_ids)}
+    rows = Interaction.objects.filter(user_id__in=[int(u) for u in user_pks], event__in=events)
+    for user, item in rows.values_list("user_id", "item_id").iterator(chunk_size=10_000):
+        if item in position:
+            out.setdefault(user, set()).add(position[item])
+    return out
+
+
+def refresh_chunk(algorithm, run_id, kind, start, stop):
+    """Compute and publish one chunk; returns the number of lists written (0 if stale)."""
+    run = TrainingRun.objects.filter(pk=run_id, algorithm=algorithm, is_active=True).first()
+    if run is None:
+        return 0
+    model, user_ids, item_ids, matrix = load_run(run)
+    n = rec_settings.SERVED_LIST_LENGTH
+    blocked = unavailable_indices(item_ids)
+    lists = {}
+    if kind in (Kind.TRENDING, Kind.POPULAR):
+        idx, scores = model.recommend(0, _empty_row(matrix.shape[1]), n=n, filter_seen=False,
+                                      filter_items=blocked)
+        lists[0] = _items(idx, scores, item_ids)
+    elif kind == Kind.FOR_USER:
+        users = np.arange(start, stop)
+        excluded = excluded_by_events(user_ids[users], item_ids)
+        idx, scores = model.recommend_batch(users, matrix[users], n=n + 10, filter_seen=True,
+                                            filter_items=blocked)
+        for row, user in enumerate(users):
+            skip = excluded.get(int(user_ids[user]), ())
+            picks = [(i, s) for i, s in zip(idx[row], scores[row], strict=True) if i >= 0 and i not in skip][:n]
+            lists[int(user_ids[user])] = [
+                [int(item_ids[i]), round(float(s), 6), _because(model, user, matrix, i, item_ids)]
+                for i, s in picks]
+    else:
+        for item in range(start, stop):
+            if item in blocked:
+                continue
+            idx, scores = model.similar_items(item, n=n, filter_items=blocked)
+            items = _items(idx, scores, item_ids, because=int(item_ids[item]))
+            if items:
+                lists[int(item_ids[item])] = items
+    served.publish(kind, algorithm, lists, run=run)
+    return len(lists)
+
+
+def _empty_row(n_items):
+    import scipy.sparse as sp
+
+    return sp.csr_matrix((1, n_items), dtype=np.float32)
+
+
+def _items(idx, scores, item_ids, because=None):
+    return [[int(item_ids[i]), round(float(s), 6), because]
+            for i, s in zip(np.ravel(idx), np.ravel(scores), strict=True) if i >= 0 and np.isfinite(s)]
+
+
+def _because(model, user, matrix, item, item_ids):
+    """The user's item that contributed most to recommending ``item`` (None if unknown)."""
+    try:
+        reasons = model.explain(int(user), matrix[int(user)], int(item), n=1)
+    except (NotImplementedError, ValueError):
+        return None
+    return int(item_ids[reasons[0][0]]) if reasons else None

@@ -1,0 +1,69 @@
+"""Writing precomputed lists: the database table ``ServedList`` plus the cache.
+
+The refresh task publishes lists here; ``recommender.serving`` reads them on the
+request path. A list is ``[[item_pk, score, because_item_pk_or_None], ...]``, best
+first. The cache holds the same list as pre-encoded JSON bytes under
+:func:`cache_key`, so a request can serve it without touching the database.
+"""
+
+import json
+
+from django.core.cache import caches
+from django.db import transaction
+
+from recommender.conf import rec_settings
+from recommender.models import ServedList
+
+
+def cache_key(kind, algorithm, subject):
+    return f"recommender:list:{kind}:{algorithm}:{subject}"
+
+
+def encode(items):
+    return json.dumps(items, separators=(",", ":")).encode()
+
+
+def get_cache():
+    return caches[rec_settings.CACHE_ALIAS]
+
+
+def publish(kind, algorithm, lists, run=None, batch_size=1000):
+    """Store ``{subject: items}`` lists of one kind and algorithm, replacing older ones.
+
+    Idempotent: publishing the same lists twice leaves one row per subject.
+    """
+    cache = get_cache()
+    subjects = list(lists)
+    for start in range(0, len(subjects), batch_size):
+        chunk = subjects[start:start + batch_size]
+        rows = [ServedList(kind=kind, algorithm=algorithm, subject=int(subject),
+                           items=lists[subject], run=run) for subject in chunk]
+        with transaction.atomic():
+            ServedList.objects.bulk_create(
+                rows, update_conflicts=True, unique_fields=["kind", "algorithm", "subject"],
+                update_fields=["items", "run", "updated"],
+            )
+        cache.set_many({cache_key(kind, algorithm, s): encode(lists[s]) for s in chunk},
+                       timeout=rec_settings.CACHE_TIMEOUT)
+
+
+def forget(kind, algorithm, subjects):
+    """Remove lists (e.g. of users who no longer have one after a retrain)."""
+    subjects = [int(s) for s in subjects]
+    ServedList.objects.filter(kind=kind, algorithm=algorithm, subject__in=subjects).delete()
+    get_cache().delete_many([cache_key(kind, algorithm, s) for s in subjects])
+
+
+def read(kind, algorithm, subject):
+    """One list: from the cache, else from the table (then cached). ``None`` if there is none."""
+    cache = get_cache()
+    key = cache_key(kind, algorithm, subject)
+    raw = cache.get(key)
+    if raw is None:
+        row = ServedList.objects.filter(kind=kind, algorithm=algorithm, subject=int(subject)).values_list(
+            "items", flat=True).first()
+        if row is None:
+            return None
+        raw = encode(row)
+        cache.set(key, raw, timeout=rec_settings.CACHE_TIMEOUT)
+    return json.loads(raw)
