@@ -55,11 +55,17 @@ def size(path):
 
 
 def load(path):
-    """``(model, user_ids, item_ids, matrix)`` of an artifact directory."""
+    """``(model, user_ids, item_ids, matrix)`` of an artifact directory.
+
+    Only engine classes of ``recommender.engine`` or configured in ALGORITHMS load.
+    """
+    from recommender.engine import ENGINES
     from recommender.engine.base import RecommenderBase
 
     path = Path(path)
-    model = RecommenderBase.load(path / "model")
+    configured = {ENGINES.get(spec.get("class"), spec.get("class"))
+                  for spec in (rec_settings.ALGORITHMS or {}).values()}
+    model = RecommenderBase.load(path / "model", allowed=configured)
     return (model, np.load(path / "user_ids.npy"), np.load(path / "item_ids.npy"),
             sp.load_npz(path / "matrix.npz").tocsr())
 

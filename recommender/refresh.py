@@ -13,6 +13,8 @@ from recommender.conf import rec_settings
 from recommender.models import Interaction, ServedList, TrainingRun
 
 Kind = ServedList.Kind
+#: Items per list that get a "because" item; blocks show at most about ten.
+EXPLAIN_TOP = 10
 _loaded = {}  # per worker process: algorithm -> (run id, artifact)
 
 
@@ -99,8 +101,9 @@ def refresh_chunk(algorithm, run_id, kind, start, stop):
             skip = excluded.get(int(user_ids[user]), ())
             picks = [(i, s) for i, s in zip(idx[row], scores[row], strict=True) if i >= 0 and i not in skip][:n]
             lists[int(user_ids[user])] = [
-                [int(item_ids[i]), round(float(s), 6), _because(model, user, matrix, i, item_ids)]
-                for i, s in picks]
+                [int(item_ids[i]), round(float(s), 6),
+                 _because(model, user, matrix, i, item_ids) if rank < EXPLAIN_TOP else None]
+                for rank, (i, s) in enumerate(picks)]
     else:
         for item in range(start, stop):
             if item in blocked:

@@ -38,17 +38,27 @@ def algorithm_spec(name):
 # Requests -----------------------------------------------------------------------------
 
 def enqueue_training(algorithms=None, requested_by=""):
-    """Record a queued run per algorithm and send the tasks after the commit."""
+    """Record a queued run per algorithm and send the tasks after the commit.
+
+    An algorithm that already has a queued or running run is not queued again:
+    its pending run is returned instead.
+    """
     from recommender.tasks import train_algorithm
 
     names = list(dict.fromkeys(algorithms or rec_settings.TRAIN_ALGORITHMS))
     for name in names:
         algorithm_spec(name)
-    runs = []
+    runs, new = [], []
     for name in names:
+        pending = TrainingRun.objects.filter(algorithm=name, status__in=[Status.QUEUED, Status.RUNNING]).first()
+        if pending is not None:
+            runs.append(pending)
+            continue
         _cls, params = algorithm_spec(name)
-        runs.append(TrainingRun.objects.create(algorithm=name, params=params, requested_by=requested_by))
-    for run in runs:
+        run = TrainingRun.objects.create(algorithm=name, params=params, requested_by=requested_by)
+        runs.append(run)
+        new.append(run)
+    for run in new:
         transaction.on_commit(lambda pk=run.pk: train_algorithm.apply_async(
             args=[pk], queue=rec_settings.TRAINING_QUEUE))
     return runs
@@ -63,9 +73,9 @@ def active_run(algorithm):
 class _Progress:
     """Writes progress and a heartbeat to the run row; a thread keeps the heartbeat fresh."""
 
-    def __init__(self, run_id, interval=10.0):
+    def __init__(self, run_id):
         self.run_id = run_id
-        self.interval = interval
+        self.interval = max(0.5, min(10.0, rec_settings.STALE_RUN_SECONDS / 4))
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, daemon=True)
 

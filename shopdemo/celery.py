@@ -9,3 +9,11 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "shopdemo.settings")
 app = Celery("shopdemo")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@app.on_after_configure.connect
+def _install_schedule(sender, **kwargs):
+    # Django is ready by now: the recommender's beat entries come from its settings.
+    from recommender.schedules import beat_schedule
+
+    sender.conf.beat_schedule = {**beat_schedule(), **(sender.conf.beat_schedule or {})}

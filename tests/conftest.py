@@ -53,9 +53,51 @@ def _redis_up():
         return False
 
 
+class WorkerFactory:
+    """Starts real ``celery worker`` processes over Redis on the test database (PostgreSQL)."""
+
+    def __init__(self, env):
+        self.env = env
+        self.procs = []
+
+    def start(self, overrides=None, concurrency=1):
+        import json
+
+        from shopdemo.celery import app
+
+        env = dict(self.env, RECOMMENDER_TEST_OVERRIDES=json.dumps(overrides or {}))
+        pool = ["--pool", "solo"] if concurrency == 1 else ["--pool", "prefork", "--concurrency", str(concurrency)]
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "shopdemo", "worker", *pool, "--loglevel", "INFO",
+             "-Q", "celery,recommender_training,recommender_refresh", "-n", f"w{len(self.procs)}@%h",
+             "--without-gossip", "--without-mingle", "--without-heartbeat"],
+            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+        self.procs.append(proc)
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            if proc.poll() is not None:
+                pytest.fail("celery worker exited:\n" + proc.stdout.read())
+            if any(f"w{len(self.procs) - 1}@" in name for reply in app.control.ping(timeout=0.5)
+                   for name in reply):
+                return proc
+        proc.kill()
+        pytest.fail("celery worker did not answer a ping within 60 s")
+
+    def stop(self):
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+            proc.stdout.close()
+
+
 @pytest.fixture
-def celery_worker_process(transactional_db, settings):
-    """A real ``celery worker`` process over Redis, sharing the test database (PostgreSQL)."""
+def celery_workers(transactional_db, settings):
+    """Factory of real worker processes; needs PostgreSQL and Redis (fails under ./run tests if absent)."""
     from django.db import connection
 
     broker = os.environ.get("CELERY_BROKER_URL", "")
@@ -65,33 +107,17 @@ def celery_worker_process(transactional_db, settings):
         if REQUIRE_SERVICES:
             pytest.fail(message)
         pytest.skip(message)
-    db = connection.settings_dict
-    env = dict(os.environ, DJANGO_SETTINGS_MODULE="tests.settings",
-               DATABASE_URL=f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
-               PYTHONPATH=str(ROOT))
     import redis
 
     redis.Redis.from_url(broker).flushdb()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "shopdemo", "worker", "--pool", "solo",
-         "--loglevel", "INFO", "--without-gossip", "--without-mingle", "--without-heartbeat"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
-    from shopdemo.celery import app
+    db = connection.settings_dict
+    env = dict(os.environ, DJANGO_SETTINGS_MODULE="tests.settings", PYTHONPATH=str(ROOT),
+               DATABASE_URL=f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}")
+    factory = WorkerFactory(env)
+    yield factory
+    factory.stop()
 
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            pytest.fail("celery worker exited:\n" + proc.stdout.read())
-        replies = app.control.ping(timeout=0.5)
-        if replies:
-            break
-    else:
-        proc.kill()
-        pytest.fail("celery worker did not answer a ping within 60 s")
-    yield proc
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+
+@pytest.fixture
+def celery_worker_process(celery_workers):
+    return celery_workers.start()

@@ -11,3 +11,10 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 SESSION_ENGINE = "django.contrib.sessions.backends.db"
 DEBUG = False
+
+# A Celery worker started by the tests gets its RECOMMENDER overrides through the
+# environment (JSON), so that it runs with the same settings as the test itself.
+if os.environ.get("RECOMMENDER_TEST_OVERRIDES"):
+    import json
+
+    RECOMMENDER = {**RECOMMENDER, **json.loads(os.environ["RECOMMENDER_TEST_OVERRIDES"])}  # noqa: F405

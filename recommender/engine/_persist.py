@@ -80,7 +80,9 @@ def save_engine(model, path: str | os.PathLike) -> None:
         json.dump(meta, fh, indent=1, sort_keys=True)
 
 
-def load_engine(path: str | os.PathLike):
+def load_engine(path: str | os.PathLike, allowed: frozenset[str] = frozenset()):
+    """Load a saved engine; classes outside ``recommender.engine`` must be in ``allowed``
+    (dotted paths), so a tampered artifact cannot import arbitrary modules."""
     import joblib
 
     path = Path(path)
@@ -89,7 +91,7 @@ def load_engine(path: str | os.PathLike):
     with open(path / "model.json", encoding="utf-8") as fh:
         meta = json.load(fh)
     module, _, name = meta["class"].rpartition(".")
-    if not module.startswith("recommender.engine"):
+    if not module.startswith("recommender.engine") and meta["class"] not in allowed:
         raise ValueError(f"Refusing to load engine class {meta['class']!r} from {path}.")
     cls = getattr(importlib.import_module(module), name)
     params = meta["params"] if "params" in meta else joblib.load(path / "params.joblib")
@@ -104,9 +106,9 @@ def load_engine(path: str | os.PathLike):
     for key in meta.get("objects", []):
         setattr(model, key, joblib.load(path / f"{key}.joblib"))
     for key in meta["engines"]:
-        setattr(model, key, load_engine(path / key))
+        setattr(model, key, load_engine(path / key, allowed))
     for key, count in meta["engine_lists"].items():
-        setattr(model, key, [load_engine(path / key / str(i)) for i in range(count)])
+        setattr(model, key, [load_engine(path / key / str(i), allowed) for i in range(count)])
     if hasattr(model, "_load_extra"):
         model._load_extra(path)
     return model

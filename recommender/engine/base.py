@@ -380,10 +380,15 @@ class RecommenderBase(abc.ABC):
         save_engine(self, path)
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> RecommenderBase:
-        """Load an engine saved by :meth:`save` (class read from ``model.json``)."""
+    def load(cls, path: str | os.PathLike, allowed=()) -> RecommenderBase:
+        """Load an engine saved by :meth:`save` (class read from ``model.json``).
+
+        Engine classes outside ``recommender.engine`` load only when named in
+        ``allowed`` (dotted paths) or when ``cls`` is that class itself.
+        """
         from recommender.engine._persist import load_engine
-        model = load_engine(path)
+        allowed = frozenset(allowed) | {f"{cls.__module__}.{cls.__qualname__}"}
+        model = load_engine(path, allowed)
         if not isinstance(model, cls):
             raise ValueError(f"{path} holds a {type(model).__name__}, not a {cls.__name__}.")
         return model

@@ -1,0 +1,198 @@
+"""Admin of training runs: list with live progress, train now, activate / roll back, metrics chart."""
+
+from django import forms
+from django.contrib import admin, messages
+from django.http import JsonResponse
+from django.shortcuts import redirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import escape, format_html
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
+
+from recommender import services
+from recommender.conf import rec_settings
+from recommender.models import ServedList, TrainingRun
+
+CHART_METRICS = ["ndcg", "precision", "recall", "map", "hit_rate", "coverage", "train_seconds"]
+COLOURS = ["#1b6b5f", "#d1495b", "#edae49", "#00798c", "#6a4c93", "#8d6a9f", "#3d405b", "#81b29a"]
+
+
+class TrainForm(forms.Form):
+    algorithms = forms.MultipleChoiceField(label=_("Algorithms"), widget=forms.CheckboxSelectMultiple)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["algorithms"].choices = [(name, name) for name in rec_settings.ALGORITHMS]
+        self.fields["algorithms"].initial = list(rec_settings.TRAIN_ALGORITHMS)
+
+
+@admin.register(TrainingRun)
+class TrainingRunAdmin(admin.ModelAdmin):
+    list_display = ["__str__", "algorithm", "status_badge", "progress_bar", "is_active", "ndcg",
+                    "duration_display", "n_interactions", "created", "requested_by"]
+    list_filter = ["algorithm", "status", "is_active"]
+    ordering = ["-created", "-id"]
+    actions = ["train_again", "activate_runs"]
+    list_per_page = 50
+    fieldsets = [
+        (None, {"fields": ["algorithm", "status", "is_active", "gate", "progress", "progress_message",
+                           "requested_by", "task_id"]}),
+        (_("Data snapshot"), {"fields": ["n_users", "n_items", "n_interactions", "data_cutoff"]}),
+        (_("Timing"), {"fields": ["created", "started", "finished", "heartbeat"]}),
+        (_("Results"), {"fields": ["metrics", "params", "artifact_path", "artifact_size"]}),
+        (_("Error"), {"fields": ["error", "traceback"], "classes": ["collapse"]}),
+    ]
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f.name for f in TrainingRun._meta.fields]
+
+    def has_add_permission(self, request):
+        return False  # runs are made by "Train now", the schedule or the API
+
+    def has_delete_permission(self, request, obj=None):
+        return super().has_delete_permission(request, obj) and not (obj and obj.is_active)
+
+    @admin.display(description=_("status"), ordering="status")
+    def status_badge(self, obj):
+        return format_html('<span class="rec-status rec-{}">{}</span>', obj.status, obj.get_status_display())
+
+    @admin.display(description=_("progress"))
+    def progress_bar(self, obj):
+        return format_html(
+            '<span data-run="{}"><progress max="100" value="{}"></progress> <small>{}</small></span>',
+            obj.pk, round(obj.progress * 100), obj.progress_message)
+
+    @admin.display(description=_("NDCG@10"))
+    def ndcg(self, obj):
+        value = (obj.metrics or {}).get("ndcg")
+        return "" if value is None else f"{value:.4f}"
+
+    @admin.display(description=_("duration"))
+    def duration_display(self, obj):
+        return "" if obj.duration is None else f"{obj.duration.total_seconds():.1f} s"
+
+    # actions -------------------------------------------------------------------------
+
+    @admin.action(description=_("Train the selected runs' algorithms again now"))
+    def train_again(self, request, queryset):
+        names = sorted(set(queryset.values_list("algorithm", flat=True)))
+        self._enqueue(request, names)
+
+    @admin.action(description=_("Activate the selected versions (roll back)"))
+    def activate_runs(self, request, queryset):
+        done = []
+        for run in queryset.order_by("algorithm", "-finished"):
+            if run.algorithm in {r.algorithm for r in done}:
+                self.message_user(request, _("Select one version per algorithm; skipped run #%(pk)s.")
+                                  % {"pk": run.pk}, messages.WARNING)
+                continue
+            try:
+                done.append(services.activate(run))
+            except services.TrainingError as exc:
+                self.message_user(request, str(exc), messages.ERROR)
+        if done:
+            self.message_user(request, ngettext(
+                "Activated %(runs)s; its served lists are being refreshed.",
+                "Activated %(runs)s; their served lists are being refreshed.", len(done))
+                % {"runs": ", ".join(str(r) for r in done)}, messages.SUCCESS)
+
+    def _enqueue(self, request, names):
+        try:
+            runs = services.enqueue_training(names, requested_by=request.user.get_username())
+        except services.TrainingError as exc:
+            self.message_user(request, str(exc), messages.ERROR)
+            return
+        self.message_user(request, _("Queued: %(runs)s.") % {"runs": ", ".join(str(r) for r in runs)},
+                          messages.SUCCESS)
+
+    # extra pages ---------------------------------------------------------------------
+
+    def get_urls(self):
+        view = self.admin_site.admin_view
+        return [
+            path("train/", view(self.train_view), name="recommender_trainingrun_train"),
+            path("progress/", view(self.progress_view), name="recommender_trainingrun_progress"),
+            path("chart/", view(self.chart_view), name="recommender_trainingrun_chart"),
+            *super().get_urls(),
+        ]
+
+    def train_view(self, request):
+        if not self.has_change_permission(request):
+            return redirect("admin:index")
+        form = TrainForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            self._enqueue(request, form.cleaned_data["algorithms"])
+            return redirect("admin:recommender_trainingrun_changelist")
+        context = {**self.admin_site.each_context(request), "title": _("Train algorithms now"),
+                   "form": form, "opts": self.model._meta}
+        return TemplateResponse(request, "admin/recommender/trainingrun/train.html", context)
+
+    def progress_view(self, request):
+        """Live progress of the queued and running runs (polled by the change list)."""
+        if not self.has_view_permission(request):
+            return JsonResponse({}, status=403)
+        ids = [int(i) for i in request.GET.get("ids", "").split(",") if i.isdigit()][:200]
+        rows = TrainingRun.objects.filter(pk__in=ids).values("pk", "status", "progress", "progress_message")
+        return JsonResponse({"runs": [{**r, "progress": round(r["progress"] * 100)} for r in rows]})
+
+    def chart_view(self, request):
+        metric = request.GET.get("metric", "ndcg")
+        if metric not in CHART_METRICS:
+            metric = "ndcg"
+        runs = TrainingRun.objects.filter(status=TrainingRun.Status.SUCCEEDED).order_by("finished", "pk")
+        series = {}
+        for run in runs.values("pk", "algorithm", "metrics", "is_active", "finished"):
+            value = (run["metrics"] or {}).get(metric)
+            if value is not None:
+                series.setdefault(run["algorithm"], []).append((run["pk"], float(value), run["is_active"]))
+        context = {**self.admin_site.each_context(request), "title": _("Offline metrics across versions"),
+                   "opts": self.model._meta, "metric": metric, "metrics": CHART_METRICS,
+                   "svg": _svg_chart(series), "series": sorted(series.items()),
+                   "changelist": reverse("admin:recommender_trainingrun_changelist")}
+        return TemplateResponse(request, "admin/recommender/trainingrun/chart.html", context)
+
+
+def _svg_chart(series, width=760, height=300, pad=40):
+    """A line per algorithm: its metric over its successive versions (inline SVG, no scripts)."""
+    if not series:
+        return ""
+    top = max(v for points in series.values() for _pk, v, _a in points) or 1.0
+    longest = max(len(points) for points in series.values())
+    step = (width - 2 * pad) / max(longest - 1, 1)
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img">',
+             f'<line x1="{pad}" y1="{height - pad}" x2="{width - pad}" y2="{height - pad}" stroke="#999"/>',
+             f'<line x1="{pad}" y1="{pad / 2}" x2="{pad}" y2="{height - pad}" stroke="#999"/>',
+             f'<text x="4" y="{pad / 2 + 4}" font-size="11">{top:.3f}</text>',
+             f'<text x="4" y="{height - pad}" font-size="11">0</text>']
+    for n, (algorithm, points) in enumerate(sorted(series.items())):
+        colour = COLOURS[n % len(COLOURS)]
+        xy = [(pad + i * step, height - pad - (v / top) * (height - 1.5 * pad)) for i, (_pk, v, _a) in enumerate(points)]
+        parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="'
+                     + " ".join(f"{x:.1f},{y:.1f}" for x, y in xy) + '"/>')
+        for (x, y), (pk, v, active) in zip(xy, points, strict=True):
+            parts.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="{5 if active else 3}" fill="{colour}">'
+                         f'<title>{escape(algorithm)} #{pk}: {v:.4f}{" (active)" if active else ""}</title></circle>')
+        parts.append(f'<text x="{width - pad + 4 - 120}" y="{pad / 2 + 14 * (n + 1)}" font-size="12" '
+                     f'fill="{colour}">{escape(algorithm)}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+@admin.register(ServedList)
+class ServedListAdmin(admin.ModelAdmin):
+    list_display = ["kind", "algorithm", "subject", "length", "updated", "run"]
+    list_filter = ["kind", "algorithm"]
+    search_fields = ["=subject"]
+    raw_id_fields = ["run"]
+    show_full_result_count = False
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f.name for f in ServedList._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    @admin.display(description=_("items"))
+    def length(self, obj):
+        return len(obj.items or [])

@@ -1,0 +1,103 @@
+"""Admin of training runs: list, live progress, train now, activate / roll back, chart."""
+
+import pytest
+from django.urls import reverse
+
+from recommender.models import TrainingRun
+
+Status = TrainingRun.Status
+
+
+@pytest.fixture
+def runs(db, tmp_path):
+    artifact = tmp_path / "run"
+    artifact.mkdir()
+    return [
+        TrainingRun.objects.create(algorithm="itemknn", status=Status.SUCCEEDED, metrics={"ndcg": 0.08},
+                                   artifact_path=str(artifact)),
+        TrainingRun.objects.create(algorithm="itemknn", status=Status.SUCCEEDED, is_active=True,
+                                   metrics={"ndcg": 0.09}, artifact_path=str(artifact)),
+        TrainingRun.objects.create(algorithm="ease", status=Status.RUNNING, progress=0.4,
+                                   progress_message="epoch 2/5"),
+        TrainingRun.objects.create(algorithm="als", status=Status.FAILED, error="ValueError: bad data",
+                                   traceback="Traceback (most recent call last): ..."),
+    ]
+
+
+@pytest.fixture
+def sent(monkeypatch):
+    calls = []
+    monkeypatch.setattr("recommender.tasks.train_algorithm.apply_async", lambda args, queue: calls.append(args))
+    monkeypatch.setattr("recommender.tasks.refresh_lists.apply_async", lambda args, queue: calls.append(args))
+    return calls
+
+
+@pytest.mark.django_db
+def test_changelist_shows_status_progress_and_metrics(admin_client, runs):
+    page = admin_client.get(reverse("admin:recommender_trainingrun_changelist")).content.decode()
+    assert 'data-run="%d"' % runs[2].pk in page and 'value="40"' in page and "epoch 2/5" in page
+    assert "0.0900" in page and "rec-failed" in page
+    assert "Train now" in page and "Metrics chart" in page
+
+
+@pytest.mark.django_db
+def test_detail_shows_the_error(admin_client, runs):
+    page = admin_client.get(reverse("admin:recommender_trainingrun_change", args=[runs[3].pk])).content.decode()
+    assert "ValueError: bad data" in page and "Traceback" in page
+
+
+@pytest.mark.django_db
+def test_progress_endpoint(admin_client, runs):
+    url = reverse("admin:recommender_trainingrun_progress")
+    data = admin_client.get(url, {"ids": f"{runs[2].pk},x"}).json()
+    assert data == {"runs": [{"pk": runs[2].pk, "status": "running", "progress": 40,
+                              "progress_message": "epoch 2/5"}]}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_train_now_page_queues_runs(admin_client, runs, sent):
+    url = reverse("admin:recommender_trainingrun_train")
+    assert "itemknn" in admin_client.get(url).content.decode()
+    response = admin_client.post(url, {"algorithms": ["popular", "ease"]}, follow=True)
+    assert "Queued" in response.content.decode()
+    queued = TrainingRun.objects.filter(algorithm="popular", status=Status.QUEUED)
+    assert queued.count() == 1 and queued.get().requested_by == "admin"
+    # ease was already running: it is not queued twice
+    assert TrainingRun.objects.filter(algorithm="ease").count() == 1
+    assert [queued.get().pk] in sent
+
+
+@pytest.mark.django_db(transaction=True)
+def test_activate_action_rolls_back(admin_client, runs, sent):
+    url = reverse("admin:recommender_trainingrun_changelist")
+    response = admin_client.post(url, {"action": "activate_runs", "_selected_action": [runs[0].pk]}, follow=True)
+    assert "Activated" in response.content.decode()
+    assert TrainingRun.objects.get(algorithm="itemknn", is_active=True).pk == runs[0].pk
+    assert ["itemknn"] in sent  # its lists are refreshed
+    response = admin_client.post(url, {"action": "activate_runs", "_selected_action": [runs[3].pk]}, follow=True)
+    assert "did not succeed" in response.content.decode()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_train_again_action(admin_client, runs, sent):
+    url = reverse("admin:recommender_trainingrun_changelist")
+    admin_client.post(url, {"action": "train_again", "_selected_action": [runs[3].pk]})
+    assert TrainingRun.objects.filter(algorithm="als", status=Status.QUEUED).exists()
+
+
+@pytest.mark.django_db
+def test_chart_compares_versions(admin_client, runs):
+    page = admin_client.get(reverse("admin:recommender_trainingrun_chart")).content.decode()
+    assert "<svg" in page and "<polyline" in page and "itemknn #%d: 0.0900 (active)" % runs[1].pk in page
+    page = admin_client.get(reverse("admin:recommender_trainingrun_chart"), {"metric": "recall"}).content.decode()
+    assert "No succeeded training runs yet" in page
+
+
+@pytest.mark.django_db
+def test_active_run_cannot_be_deleted_and_non_staff_are_kept_out(admin_client, client, runs, alice):
+    response = admin_client.get(reverse("admin:recommender_trainingrun_delete", args=[runs[1].pk]))
+    assert response.status_code == 403
+    client.force_login(alice)
+    for name in ["changelist", "train", "progress", "chart"]:
+        response = client.get(reverse(f"admin:recommender_trainingrun_{name}"))
+        assert response.status_code == 302 and "/admin/login/" in response["Location"]
