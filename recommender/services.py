@@ -59,9 +59,14 @@ def enqueue_training(algorithms=None, requested_by=""):
         runs.append(run)
         new.append(run)
     for run in new:
-        transaction.on_commit(lambda pk=run.pk: train_algorithm.apply_async(
-            args=[pk], queue=rec_settings.TRAINING_QUEUE))
+        transaction.on_commit(lambda pk=run.pk: _send(train_algorithm, pk))
     return runs
+
+
+def _send(task, run_id):
+    result = task.apply_async(args=[run_id], queue=rec_settings.TRAINING_QUEUE)
+    if getattr(result, "id", None):
+        TrainingRun.objects.filter(pk=run_id).update(task_id=result.id)
 
 
 def active_run(algorithm):
@@ -266,6 +271,34 @@ def activate(run, refresh=True):
                 args=[run.algorithm], queue=rec_settings.REFRESH_QUEUE))
     run.is_active = True
     return run
+
+
+def evaluate(algorithms=None, k=10):
+    """Offline metrics of algorithms on the current data (latest share of each user held out).
+
+    Nothing is saved or activated; returns one row of metrics per algorithm.
+    """
+    from recommender.engine import build_engine
+    from recommender.engine.evaluation import evaluate_engine, split_matrix
+
+    data = load_interactions(half_life_days=rec_settings.HALF_LIFE_DAYS,
+                             log_damping=rec_settings.LOG_DAMPING, with_timestamps=True)
+    if data.n_interactions == 0:
+        raise TrainingError("There are no interactions to evaluate on.")
+    features = item_features(data.item_ids)
+    train_x, test_x = split_matrix(data.matrix, rec_settings.EVALUATION_FRACTION, timestamps=data.timestamps)
+    train_t = _pattern_like(data.timestamps, train_x)
+    table = []
+    for name in algorithms or rec_settings.TRAIN_ALGORITHMS:
+        cls_path, params = algorithm_spec(name)
+        started = time.perf_counter()
+        model = build_engine(cls_path, **params).fit(train_x, item_features=features, timestamps=train_t,
+                                                     reference_time=data.cutoff)
+        seconds = time.perf_counter() - started
+        metrics = evaluate_engine(model, train_x, test_x, k=k)
+        table.append({"algorithm": name, **{key: float(v) for key, v in metrics.items()},
+                      "fit_seconds": round(seconds, 3)})
+    return table
 
 
 def new_interactions_since_last_run():

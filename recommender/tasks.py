@@ -45,6 +45,19 @@ def retrain_if_new_data():
     return [run.pk for run in services.enqueue_training(requested_by="new data")]
 
 
+@shared_task(name="recommender.evaluate")
+def evaluate(algorithms=None, k=10):
+    """Offline metrics of the algorithms on the current data; logged and returned, nothing activated."""
+    import logging
+
+    from recommender import services
+
+    table = services.evaluate(algorithms, k=k)
+    for row in table:
+        logging.getLogger("recommender").info("evaluation %s", row)
+    return table
+
+
 @shared_task(name="recommender.refresh_lists", ignore_result=True)
 def refresh_lists(algorithm):
     """Split the refresh of an algorithm's served lists into chunk tasks."""

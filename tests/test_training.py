@@ -61,7 +61,7 @@ def test_enqueue_sends_tasks_after_commit_and_does_not_queue_twice(settings_for,
                                                                    monkeypatch):
     sent = []
     monkeypatch.setattr("recommender.tasks.train_algorithm.apply_async",
-                        lambda args, queue: sent.append((args, queue)))
+                        lambda args, queue: sent.append((args, queue)))  # returns no task id
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         runs = services.enqueue_training(["popular", "itemknn"], requested_by="alice")
         assert sent == []  # nothing is sent before the commit
@@ -208,3 +208,13 @@ def test_retrain_check_counts_new_interactions(settings_for, history, catalog, a
         Interaction.objects.create(user=alice, item=catalog[0], event="view")
     retrain_if_new_data()
     assert queued == [{"requested_by": "new data"}]
+
+
+@pytest.mark.django_db
+def test_evaluate_reports_metrics_without_activating(settings_for, history):
+    from recommender.tasks import evaluate
+
+    table = evaluate(["popular", "itemknn"], k=5)
+    assert [row["algorithm"] for row in table] == ["popular", "itemknn"]
+    assert all(0 <= row["ndcg"] <= 1 and row["fit_seconds"] >= 0 for row in table)
+    assert not TrainingRun.objects.exists()

@@ -64,7 +64,7 @@ def test_run_is_queued_trained_activated_and_lists_refreshed(celery_workers, ove
     assert run.status == Status.QUEUED
     wait_for(lambda: status_of(run) == Status.SUCCEEDED, what="the training")
     run.refresh_from_db()
-    assert run.is_active and run.started and run.finished and run.metrics
+    assert run.is_active and run.started and run.finished and run.metrics and run.task_id
     # the activation queued a refresh: every shopper gets a served list
     wait_for(lambda: ServedList.objects.filter(algorithm="itemknn", kind="for_user").count() == 8,
              what="the served lists")
