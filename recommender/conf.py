@@ -92,9 +92,8 @@ DEFAULTS = {
     # Celery queues: training never delays a refresh.
     "TRAINING_QUEUE": "recommender_training",
     "REFRESH_QUEUE": "recommender_refresh",
-    # A training lock expires after this many seconds if its worker died.
-    "LOCK_TIMEOUT": 4 * 3600,
-    # A running training whose heartbeat is older than this is marked failed.
+    # A running training whose heartbeat is older than this is marked failed, which also
+    # releases its training lock.
     "STALE_RUN_SECONDS": 900,
     # Retrain when this many new interactions arrived since the last successful run (None: off).
     "RETRAIN_AFTER_INTERACTIONS": 10_000,
