@@ -10,7 +10,6 @@ from django.utils.html import escape, format_html
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from recommender import services
 from recommender.conf import rec_settings
 from recommender.models import ServedList, TrainingRun
 
@@ -81,6 +80,8 @@ class TrainingRunAdmin(admin.ModelAdmin):
 
     @admin.action(description=_("Activate the selected versions (roll back)"))
     def activate_runs(self, request, queryset):
+        from recommender import services  # lazily: keeps the engine out of web start-up
+
         done = []
         for run in queryset.order_by("algorithm", "-finished"):
             if run.algorithm in {r.algorithm for r in done}:
@@ -98,6 +99,8 @@ class TrainingRunAdmin(admin.ModelAdmin):
                 % {"runs": ", ".join(str(r) for r in done)}, messages.SUCCESS)
 
     def _enqueue(self, request, names):
+        from recommender import services  # lazily: keeps the engine out of web start-up
+
         try:
             runs = services.enqueue_training(names, requested_by=request.user.get_username())
         except services.TrainingError as exc:

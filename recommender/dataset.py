@@ -44,7 +44,9 @@ def interaction_arrays(queryset=None, *, chunk_size=100_000, event_weights=None)
     """
     weights = event_weights or rec_settings.event_weights
     qs = Interaction.objects.all() if queryset is None else queryset
-    rows = (qs.filter(user__isnull=False).order_by("timestamp", "id")
+    # Zero-weight events (impressions) are records, not signals: they make no matrix cell.
+    counted = [event for event, weight in weights.items() if weight]
+    rows = (qs.filter(user__isnull=False, event__in=counted).order_by("timestamp", "id")
             .values_list("user_id", "item_id", "event", "value", "timestamp")
             .iterator(chunk_size=chunk_size))
     users, items, w, ts = [], [], [], []
@@ -102,6 +104,14 @@ def load_interactions(queryset=None, *, item_ids=None, half_life_days=None, log_
         log_damping=log_damping, half_life_days=half_life_days, return_timestamps=with_timestamps,
     )
     matrix, timestamps = built if with_timestamps else (built, None)
+    # A cell whose events add up to nothing or less (a cart add taken back) is no interaction.
+    dropped = matrix.data <= 0
+    if dropped.any():
+        matrix.data[dropped] = 0
+        matrix.eliminate_zeros()
+        if timestamps is not None:  # same pattern, same order
+            timestamps.data[dropped] = 0
+            timestamps.eliminate_zeros()
     return InteractionData(matrix=matrix, user_ids=user_ids, item_ids=item_ids,
                            n_interactions=int(len(users)),
                            cutoff=float(stamps.max()) if len(stamps) else None, timestamps=timestamps)

@@ -139,7 +139,7 @@ class UserFacts:
         self.excluded = set(excluded)
 
 
-def _fact_events():
+def fact_events():
     return sorted(set(rec_settings.EXCLUDE_EVENTS or ()) | {"purchase"})
 
 
@@ -164,7 +164,7 @@ def user_facts(user, request=None):
     else:
         exclude_events = set(rec_settings.EXCLUDE_EVENTS or ())
         bought, excluded = set(), set()
-        rows = Interaction.objects.filter(user=user, event__in=_fact_events()).values_list("item_id", "event")
+        rows = Interaction.objects.filter(user=user, event__in=fact_events()).values_list("item_id", "event")
         for item_id, event in rows.distinct():
             if event == "purchase":
                 bought.add(item_id)
@@ -230,6 +230,8 @@ class _Pipeline:
         self.bought = set(bought)
         self.known = {obj.pk: obj for obj in known}
         self.category = _category_value(category)
+        if self.category is not None and self.category_field is not None and self.category_field.is_relation:
+            self.category = self.category_field.target_field.to_python(self.category)  # "3" -> 3
 
     @cached_property
     def category_field(self):
@@ -240,10 +242,11 @@ class _Pipeline:
         results, chosen = [], set()
         pending = list(sources)
         while pending and len(results) < self.n:
+            # Each source gives its whole list (50 long): that is the over-fetch that
+            # leaves n items after filtering; the next source is read only when short.
             missing = self.n - len(results)
-            want = missing + max(5, missing // 2)  # over-fetch: some will be unavailable
             pool, pooled = [], set()
-            while pending and len(pool) < want:
+            while pending and len(pool) < missing:
                 for candidate in pending.pop(0)(self):
                     pk = self.to_pk(candidate[0])
                     if pk in self.excluded or pk in chosen or pk in pooled:
@@ -469,7 +472,7 @@ def _item_changed(sender, **kwargs):
 
 
 def _interaction_saved(sender, instance, created, **kwargs):
-    if instance.user_id and instance.event in _fact_events():
+    if instance.user_id and instance.event in fact_events():
         touch_user(instance.user_id)
 
 

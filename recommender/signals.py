@@ -13,6 +13,9 @@ def on_login(sender, request, user, **kwargs):
 def connect():
     from django.contrib.auth import get_user_model
 
+    from recommender import serving
+
     user_logged_in.connect(
         on_login, sender=get_user_model(), dispatch_uid="recommender.merge_anonymous"
     )
+    serving.connect()  # cache invalidation on item changes and purchases

@@ -50,3 +50,16 @@ def test_empty_table(catalog):
     data = load_interactions()
     assert data.matrix.shape == (0, 4) and data.n_interactions == 0 and data.cutoff is None
     assert np.asarray(data.matrix.sum()) == 0
+
+
+@pytest.mark.django_db
+def test_impressions_and_cancelled_cart_adds_make_no_cell(catalog, alice):
+    track(alice, catalog[0], "impression")
+    track(alice, catalog[1], "remove_from_cart")
+    track(alice, catalog[2], "add_to_cart")
+    track(alice, catalog[2], "remove_from_cart")
+    data = load_interactions(log_damping=True, with_timestamps=True)
+    row = data.matrix.toarray()[0]
+    assert row[data.item_index(catalog[2].pk)] > 0  # 4 - 2 = 2
+    assert data.matrix.nnz == 1 and data.timestamps.nnz == 1
+    assert np.array_equal(data.matrix.indices, data.timestamps.indices)

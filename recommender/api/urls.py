@@ -2,8 +2,15 @@
 
 from django.urls import path
 
-from recommender.api import views
+from recommender.api import recommendations, training, views
 
 urlpatterns = [
     path("events/", views.EventsView.as_view(), name="events"),
+    path("recommendations/", recommendations.recommendations_view, name="recommendations"),
+    path("items/<str:pk>/similar/", recommendations.SimilarItemsView.as_view(), name="similar-items"),
+    path("items/<str:pk>/bought-together/", recommendations.BoughtTogetherView.as_view(),
+         name="bought-together"),
+    path("trending/", recommendations.TrendingView.as_view(), name="trending"),
+    path("training-runs/", training.TrainingRunsView.as_view(), name="training-runs"),
+    path("training-runs/<int:pk>/", training.TrainingRunView.as_view(), name="training-run"),
 ]

@@ -10,6 +10,7 @@ from rest_framework.pagination import CursorPagination
 from rest_framework.permissions import BasePermission
 from rest_framework.response import Response
 
+from recommender import serving
 from recommender.api.serializers import EventSerializer, InteractionSerializer
 from recommender.api.throttling import EventsAnonThrottle, EventsUserThrottle
 from recommender.conf import rec_settings
@@ -81,6 +82,8 @@ class EventsView(GenericAPIView):
         ]
         with transaction.atomic():
             Interaction.objects.bulk_create(rows)
+        if user is not None and set(serving.fact_events()) & {row.event for row in rows}:
+            serving.touch_user(user.pk)  # bulk_create sends no post_save: refresh "already bought"
         return Response({"created": len(rows)}, status=status.HTTP_201_CREATED)
 
     @staticmethod

@@ -1,5 +1,7 @@
 """Template tags of the recommender app: ``{% load recommender_tags %}``."""
 
+from collections import Counter
+
 from django import template
 from django.templatetags.static import static
 from django.urls import reverse
@@ -78,14 +80,14 @@ def _render_block(context, block, title, recommendations, template=None, currenc
         request._recommender_blocks = count
     else:
         count = 1
-    algorithms = [rec.algorithm for rec in recommendations]
+    algorithms = Counter(rec.algorithm for rec in recommendations)
     values = {
         "block": block,
         "block_id": f"rec-{block.replace('_', '-')}-{count}",
         "title": title,
         "recommendations": recommendations,
         # the block's main algorithm; each link carries its own
-        "algorithm": max(set(algorithms), key=algorithms.count) if algorithms else "",
+        "algorithm": algorithms.most_common(1)[0][0] if algorithms else "",
         "impression": ",".join(str(rec.item.pk) for rec in recommendations),
         "currency": currency,
         "request": request,

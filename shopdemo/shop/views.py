@@ -54,10 +54,16 @@ def _listing(request, queryset, **context):
     }
 
 
+def _cart_pks(request):
+    """Keys of the products in the cart, so recommendation blocks leave them out."""
+    return [int(pk) for pk in Cart(request).data if pk.isdigit()]
+
+
 def home(request):
     categories = (Category.objects.filter(products__is_active=True)
                   .annotate(product_count=Count("products")).order_by("name"))
-    context = _listing(request, active_products(), categories=categories, rec_context="home")
+    context = _listing(request, active_products(), categories=categories, rec_context="home",
+                       cart_pks=_cart_pks(request))
     return render(request, "shop/home.html", context)
 
 
@@ -88,6 +94,7 @@ def product_detail(request, pk):
         "product": product,
         "form": form,
         "in_cart": Cart(request).quantity_of(product),
+        "cart_pks": _cart_pks(request),
     })
 
 
@@ -108,7 +115,7 @@ def cart_detail(request):
     cart = Cart(request)
     if cart.drop_unavailable():
         messages.warning(request, _("Some products are no longer available and were removed from your cart."))
-    return render(request, "shop/cart.html", {"cart": cart})
+    return render(request, "shop/cart.html", {"cart": cart, "cart_products": [item.product for item in cart]})
 
 
 @require_POST

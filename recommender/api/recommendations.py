@@ -1,0 +1,196 @@
+"""API views that serve recommendations: for the visitor, for an item, trending.
+
+``recommendations_view`` answers a logged-in user's own GET from pre-rendered JSON
+(:mod:`recommender.api.response_cache`) before DRF is involved, because a DRF view
+costs about 2.6x a bare Django view per request (MEASUREMENTS.md). Everything else
+(anonymous visitors, ``?user=``, cache misses, the browsable API) goes through
+:class:`RecommendationsView`, which validates the parameters, checks permissions and
+throttles, and stores the response that the fast path serves next time; a response
+is only ever stored after its parameters passed validation.
+"""
+
+import json
+
+from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import Http404, HttpResponse
+from django.utils.cache import patch_vary_headers
+from django.utils.translation import gettext as _
+from rest_framework.exceptions import PermissionDenied, ValidationError
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
+from rest_framework.utils.urls import remove_query_param, replace_query_param
+from rest_framework.views import APIView
+
+from recommender import serving
+from recommender.api import response_cache
+from recommender.api.serializers import (
+    RecommendationPageSerializer,
+    RecommendationQuerySerializer,
+    UserRecommendationQuerySerializer,
+    recommendation_data,
+)
+from recommender.api.throttling import RecommendationsAnonThrottle, RecommendationsUserThrottle
+from recommender.conf import rec_settings
+
+try:
+    from drf_spectacular.utils import extend_schema
+except ImportError:  # the OpenAPI schema is optional
+    def extend_schema(*args, **kwargs):
+        return lambda view: view
+
+#: Every list is built this long; ``limit``/``offset`` page through it.
+MAX_RESULTS = 50
+
+
+def paginate(request, results, limit, offset):
+    """A limit/offset page of ``results`` in DRF's ``LimitOffsetPagination`` shape."""
+    url = request.build_absolute_uri()
+    count = len(results)
+    next_url = previous_url = None
+    if offset + limit < count:
+        next_url = replace_query_param(replace_query_param(url, "limit", limit), "offset", offset + limit)
+    if offset > 0:
+        previous_url = replace_query_param(url, "limit", limit)
+        previous_url = (remove_query_param(previous_url, "offset") if offset - limit <= 0
+                        else replace_query_param(previous_url, "offset", offset - limit))
+    return {"count": count, "next": next_url, "previous": previous_url,
+            "results": [recommendation_data(rec) for rec in results[offset:offset + limit]]}
+
+
+class _RecommendationView(APIView):
+    permission_classes = [AllowAny]
+    throttle_classes = [RecommendationsAnonThrottle, RecommendationsUserThrottle]
+    query_serializer = RecommendationQuerySerializer
+
+    def query(self, request):
+        serializer = self.query_serializer(data=request.query_params)
+        serializer.is_valid(raise_exception=True)
+        return serializer.validated_data
+
+    def page(self, request, recommendations, params):
+        return Response(paginate(request, recommendations, params["limit"], params["offset"]))
+
+
+class RecommendationsView(_RecommendationView):
+    """Recommendations for the visitor (logged-in or anonymous); staff may ask for ``?user=<pk>``.
+
+    Anonymous and new visitors get items similar to what they viewed in this
+    session, then trending and popular items.
+    """
+
+    query_serializer = UserRecommendationQuerySerializer
+
+    @extend_schema(parameters=[UserRecommendationQuerySerializer], responses=RecommendationPageSerializer)
+    def get(self, request):
+        params = self.query(request)
+        user = request.user if request.user.is_authenticated else None
+        target = user
+        if "user" in params and (user is None or params["user"] != user.pk):
+            if user is None or not user.is_staff:
+                raise PermissionDenied(_("Only staff can read another user's recommendations."))
+            target = get_user_model()._default_manager.filter(pk=params["user"]).first()
+            if target is None:
+                raise ValidationError({"user": [_("No user with key “%(key)s”.") % {"key": params["user"]}]})
+        algorithm = params.get("algorithm") or rec_settings.DEFAULT_ALGORITHM
+        found = None
+        if target is not None:
+            found = getattr(request, "_recommender_lookup", None)
+            if found is None or found.key != response_cache.response_key(request, target.pk):
+                found = response_cache.lookup(request, target.pk, algorithm)
+            if found.body is not None:
+                return self.cached(request, found.body)
+        who = request if target is user else target
+        recs = serving.recommend_for(who, n=MAX_RESULTS, algorithm=algorithm, category=params.get("category"),
+                                     exclude=params.get("exclude", ()))
+        data = paginate(request, recs, params["limit"], params["offset"])
+        if found is not None and recs and recs[0].kind == "for_user":
+            shown = recs[params["offset"]:params["offset"] + params["limit"]]
+            fresh = all(rec.kind == "for_user" for rec in shown)
+            timeout = rec_settings.CACHE_TIMEOUT if fresh else response_cache.SHORT_TIMEOUT
+            response_cache.store(found, response_cache.encode(data), timeout)
+        return Response(data)
+
+    def cached(self, request, body):
+        if request.accepted_renderer.format == "json":
+            return HttpResponse(body, content_type="application/json")
+        return Response(json.loads(body))
+
+
+_drf_recommendations = RecommendationsView.as_view()
+
+
+def _fast_user_allowed(request):
+    """Count the request against the user's rate (once); False when it must be refused."""
+    throttle = RecommendationsUserThrottle()
+    if throttle.rate is None:
+        return True
+    if throttle.allow_request(request, None):
+        request._recommender_throttled = True
+        return True
+    return False
+
+
+def recommendations_view(request, *args, **kwargs):
+    """``GET /recommender/api/recommendations/``: pre-rendered JSON when still valid, else DRF."""
+    if (request.method == "GET" and "user" not in request.GET and "format" not in request.GET
+            and "text/html" not in request.META.get("HTTP_ACCEPT", "")):
+        user = getattr(request, "user", None)
+        if user is not None and user.is_authenticated and _fast_user_allowed(request):
+            algorithm = request.GET.get("algorithm") or rec_settings.DEFAULT_ALGORITHM
+            found = response_cache.lookup(request, user.pk, algorithm)
+            if found.body is not None:
+                response = HttpResponse(found.body, content_type="application/json")
+                patch_vary_headers(response, ("Accept",))
+                return response
+            request._recommender_lookup = found
+    return _drf_recommendations(request, *args, **kwargs)
+
+
+# What the schema generator and CSRF machinery look for on a DRF view function.
+recommendations_view.cls = RecommendationsView
+recommendations_view.initkwargs = {}
+recommendations_view.csrf_exempt = True
+
+
+def _item(pk):
+    model = rec_settings.item_model()
+    try:
+        return model._default_manager.get(pk=model._meta.pk.to_python(pk))
+    except (model.DoesNotExist, DjangoValidationError):
+        raise Http404(_("No such item.")) from None
+
+
+class SimilarItemsView(_RecommendationView):
+    """Items similar to an item ("Similar to X"), then popular items of its category."""
+
+    @extend_schema(parameters=[RecommendationQuerySerializer], responses=RecommendationPageSerializer)
+    def get(self, request, pk):
+        params = self.query(request)
+        recs = serving.similar_items(_item(pk), n=MAX_RESULTS, algorithm=params.get("algorithm"),
+                                     request=request, category=params.get("category"),
+                                     exclude=params.get("exclude", ()))
+        return self.page(request, recs, params)
+
+
+class BoughtTogetherView(_RecommendationView):
+    """Items customers bought together with an item."""
+
+    @extend_schema(parameters=[RecommendationQuerySerializer], responses=RecommendationPageSerializer)
+    def get(self, request, pk):
+        params = self.query(request)
+        recs = serving.bought_together(_item(pk), n=MAX_RESULTS, algorithm=params.get("algorithm"),
+                                       request=request, category=params.get("category"),
+                                       exclude=params.get("exclude", ()))
+        return self.page(request, recs, params)
+
+
+class TrendingView(_RecommendationView):
+    """Trending items ("Trending now"), then popular ones, optionally of one category."""
+
+    @extend_schema(parameters=[RecommendationQuerySerializer], responses=RecommendationPageSerializer)
+    def get(self, request):
+        params = self.query(request)
+        recs = serving.trending(n=MAX_RESULTS, category=params.get("category"), request=request,
+                                algorithm=params.get("algorithm"), exclude=params.get("exclude", ()))
+        return self.page(request, recs, params)

@@ -1,0 +1,60 @@
+"""Staff API for training: list and inspect training runs, start a training."""
+
+from rest_framework import status
+from rest_framework.generics import ListAPIView, RetrieveAPIView
+from rest_framework.pagination import LimitOffsetPagination
+from rest_framework.permissions import IsAdminUser
+from rest_framework.response import Response
+
+from recommender.api.serializers import StartTrainingSerializer, TrainingRunSerializer
+from recommender.models import TrainingRun
+
+try:
+    from drf_spectacular.utils import extend_schema
+except ImportError:  # the OpenAPI schema is optional
+    def extend_schema(*args, **kwargs):
+        return lambda view: view
+
+
+class TrainingRunPagination(LimitOffsetPagination):
+    default_limit = 20
+    max_limit = 100
+
+
+class TrainingRunsView(ListAPIView):
+    """GET: training runs, newest first (``?algorithm=``, ``?status=`` filter). POST: start a training.
+
+    POST ``{"algorithms": ["als", "itemknn"]}`` queues one run per algorithm
+    (``recommender.services.enqueue_training``) and answers HTTP 202 with the runs.
+    """
+
+    permission_classes = [IsAdminUser]
+    serializer_class = TrainingRunSerializer
+    pagination_class = TrainingRunPagination
+
+    def get_queryset(self):
+        runs = TrainingRun.objects.all()
+        for field in ("algorithm", "status"):
+            value = self.request.query_params.get(field)
+            if value:
+                runs = runs.filter(**{field: value})
+        return runs
+
+    @extend_schema(request=StartTrainingSerializer, responses={202: TrainingRunSerializer(many=True)})
+    def post(self, request):
+        serializer = StartTrainingSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        from recommender import services  # the training side: not imported on reads
+
+        runs = services.enqueue_training(serializer.validated_data["algorithms"],
+                                         requested_by=request.user.get_username())
+        return Response(TrainingRunSerializer(runs, many=True).data, status=status.HTTP_202_ACCEPTED)
+
+
+class TrainingRunView(RetrieveAPIView):
+    """One training run: status, progress, data snapshot, metrics, gate decision, error."""
+
+    permission_classes = [IsAdminUser]
+    serializer_class = TrainingRunSerializer
+    queryset = TrainingRun.objects.all()
+

@@ -1,0 +1,168 @@
+"""Template tags and the demo shop's blocks: cards, reasons, tracking attributes, queries."""
+
+import re
+
+import pytest
+from django.contrib.auth.models import AnonymousUser
+from django.contrib.sessions.backends.db import SessionStore
+from django.db import connection
+from django.template import Context, Template
+from django.test import RequestFactory
+from django.test.utils import CaptureQueriesContext
+
+import recommender
+from tests.serving.conftest import ranked
+
+pytestmark = pytest.mark.django_db
+
+
+def render(source, user=None, **context):
+    request = RequestFactory().get("/")
+    request.user = user or AnonymousUser()
+    request.session = SessionStore()
+    request.session.create()
+    template = Template("{% load recommender_tags %}" + source)
+    return template.render(Context({"request": request, **context})), request
+
+
+def test_recommended_for_you_block(shelf, alice, publish):
+    recommender.track(alice, shelf[0], "view")
+    publish("for_user", "hybrid", {alice: [(shelf[4], 0.9, shelf[0]), (shelf[8], 0.8, None)]})
+    html, _request = render('{% recommended_for_you n=8 currency="£" %}', user=alice)
+    assert html.count('class="rec-card"') == 2
+    assert f'data-rec-impression="{shelf[4].pk},{shelf[8].pk}"' in html
+    assert 'data-rec-context="recommended_for_you:hybrid"' in html
+    assert f'href="/product/{shelf[4].pk}/" data-rec-click="{shelf[4].pk}"' in html
+    assert "Mug 4" in html and "£9.00" in html
+    assert "Because you viewed Red Spotty Mug" in html and "Recommended for you" in html
+    assert "recommender/placeholder.svg" in html
+
+
+def test_each_link_names_its_algorithm(shelf, alice, publish):
+    publish("for_user", "hybrid", {alice: ranked([shelf[4]])})
+    publish("trending", "trending", {0: ranked([shelf[9]])})
+    html, _request = render("{% recommended_for_you n=2 %}", user=alice)
+    assert f'data-rec-click="{shelf[4].pk}" data-rec-context="recommended_for_you:hybrid"' in html
+    assert f'data-rec-click="{shelf[9].pk}" data-rec-context="recommended_for_you:trending"' in html
+
+
+def test_item_blocks(shelf, publish):
+    publish("similar", "itemknn", {shelf[0]: ranked(shelf[4:6])})
+    publish("bought_together", "cooccurrence", {shelf[0]: ranked(shelf[8:10])})
+    publish("trending", "trending", {0: ranked([shelf[10]])})
+    source = "{% similar_items product n=6 %}{% bought_together product n=6 %}{% trending n=8 %}"
+    html, _request = render(source, product=shelf[0])
+    assert 'data-rec-context="similar_items:itemknn"' in html and "Similar to Red Spotty Mug" in html
+    assert 'data-rec-context="bought_together:cooccurrence"' in html
+    assert "Customers who bought Red Spotty Mug also bought this" in html
+    assert 'data-rec-context="trending:trending"' in html and "Trending now" in html
+    assert html.count("<section") == 3
+    assert len(set(re.findall(r'id="(rec-[^"]+)"', html))) == 3  # unique ids on one page
+
+
+def test_blocks_render_nothing_without_lists(shelf, alice):
+    source = "{% recommended_for_you %}{% similar_items product %}{% bought_together product %}{% trending %}"
+    html, _request = render(source, user=alice, product=shelf[0])
+    assert html.strip() == ""
+
+
+def test_blocks_of_a_page_do_not_repeat_items(shelf, alice, publish):
+    publish("for_user", "hybrid", {alice: ranked(shelf[4:6])})
+    publish("trending", "trending", {0: ranked([shelf[4], shelf[9]])})
+    html, _request = render("{% recommended_for_you n=2 %}{% trending n=2 %}", user=alice)
+    assert html.count(f'data-rec-click="{shelf[4].pk}"') == 1
+    html, _request = render("{% recommended_for_you n=2 %}{% trending n=2 dedupe=False %}", user=alice)
+    assert html.count(f'data-rec-click="{shelf[4].pk}"') == 2
+
+
+def test_exclude_argument_forms(shelf, publish):
+    publish("trending", "trending", {0: ranked(shelf[4:8])})
+    html, _request = render('{% trending n=8 exclude="' + f"{shelf[4].pk},{shelf[5].pk}" + '" %}')
+    assert f'data-rec-click="{shelf[4].pk}"' not in html and f'data-rec-click="{shelf[6].pk}"' in html
+    html, _request = render("{% trending n=8 exclude=cart %}", cart=[shelf[6], shelf[7].pk])
+    assert f'data-rec-click="{shelf[6].pk}"' not in html and f'data-rec-click="{shelf[4].pk}"' in html
+
+
+def test_category_title(shelf, publish):
+    publish("trending", "trending", {0: ranked([shelf[8], shelf[4]])})
+    html, _request = render("{% trending category=cat %}", cat=shelf[8].category)
+    assert "Trending in Bags" in html and f'data-rec-click="{shelf[4].pk}"' not in html
+
+
+def test_block_queries_do_not_grow_with_items(shelf, alice, publish):
+    publish("for_user", "hybrid", {alice: ranked(shelf[4:8])})
+    publish("similar", "itemknn", {shelf[0]: ranked(shelf[4:12])})
+    source = "{% recommended_for_you n=4 %}{% similar_items product n=4 %}"
+    render(source, user=alice, product=shelf[0])  # warms the user's facts
+    with CaptureQueriesContext(connection) as queries:
+        html, _request = render(source, user=alice, product=shelf[0])
+    assert html.count('class="rec-card"') == 8  # the similar block repeats none of the first
+    # session creation (1) + one item query per block, categories joined, no N+1
+    item_queries = [q for q in queries if "shop_product" in q["sql"]]
+    assert len(item_queries) == 2, [q["sql"] for q in queries]
+
+
+def test_track_js_posts_impressions():
+    from django.contrib.staticfiles import finders
+
+    script = open(finders.find("recommender/track.js")).read()
+    assert "data-rec-impression" in script and '"impression"' in script
+    assert finders.find("recommender/blocks.css") and finders.find("recommender/placeholder.svg")
+
+
+# The demo shop --------------------------------------------------------------------------------
+
+
+def test_home_shows_blocks_that_follow_browsing(client, shelf, publish):
+    publish("similar", "itemknn", {shelf[2]: ranked(shelf[8:10])})
+    publish("trending", "trending", {0: ranked([p for p in shelf if p.is_active])})
+    html = client.get("/").content.decode()
+    assert "recommender/blocks.css" in html
+    # a new visitor: trending items in both blocks, none twice
+    assert 'data-rec-context="recommended_for_you:trending"' in html
+    assert 'data-rec-context="trending:trending"' in html
+    assert "Because you viewed" not in html
+    # the product page records the view (track.js posts it); then home changes at once
+    client.get(f"/product/{shelf[2].pk}/")
+    response = client.post("/recommender/api/events/", {"item": shelf[2].pk, "event": "view"},
+                           content_type="application/json")
+    assert response.status_code == 201
+    html = client.get("/").content.decode()
+    assert "Because you viewed Jumbo Shopper Bag" in html
+    assert 'data-rec-context="recommended_for_you:itemknn"' in html
+
+
+def test_logged_in_home(client, shelf, alice, publish):
+    publish("for_user", "hybrid", {alice: ranked(shelf[4:6])})
+    client.force_login(alice)
+    html = client.get("/").content.decode()
+    assert 'data-rec-context="recommended_for_you:hybrid"' in html
+
+
+def test_product_page_blocks(client, shelf, publish):
+    publish("similar", "itemknn", {shelf[0]: ranked([shelf[1], shelf[4]])})
+    publish("bought_together", "cooccurrence", {shelf[0]: ranked([shelf[8], shelf[4]])})
+    session = client.session
+    session["cart"] = {str(shelf[4].pk): 1}
+    session.save()
+    html = client.get(f"/product/{shelf[0].pk}/").content.decode()
+    assert "Similar items" in html and "Customers also bought" in html
+    assert f'data-rec-click="{shelf[1].pk}"' in html and f'data-rec-click="{shelf[8].pk}"' in html
+    assert f'data-rec-click="{shelf[4].pk}"' not in html  # in the cart
+
+
+def test_cart_page_suggestions_leave_out_the_cart(client, shelf, publish):
+    publish("bought_together", "cooccurrence", {
+        shelf[0]: ranked([shelf[1], shelf[4]]), shelf[1]: ranked([shelf[0], shelf[9]])})
+    publish("trending", "trending", {0: ranked([shelf[0], shelf[10]])})
+    session = client.session
+    session["cart"] = {str(shelf[0].pk): 1, str(shelf[1].pk): 2}
+    session.save()
+    html = client.get("/cart/").content.decode()
+    block = html[html.index("rec-block-bought_together"):]
+    assert f'data-rec-click="{shelf[4].pk}"' in block and f'data-rec-click="{shelf[9].pk}"' in block
+    assert f'data-rec-click="{shelf[0].pk}"' not in block.split("</section>")[0]
+    assert f'data-rec-click="{shelf[10].pk}"' in html  # recommended for you, cart left out
+    for section in re.findall(r"<section class=\"rec-block.*?</section>", html, re.S):
+        assert f'data-rec-click="{shelf[0].pk}"' not in section
+        assert f'data-rec-click="{shelf[1].pk}"' not in section
