@@ -1,0 +1,87 @@
+"""End to end in headless Chromium (Debian's package, driven by Playwright; no browser download).
+
+A demo customer logs in, sees a personalised block, clicks a recommendation, and the
+click is recorded with its block and algorithm.
+"""
+
+import os
+import shutil
+import time
+
+import pytest
+from django.core.cache import cache
+
+from recommender import served, serving
+from recommender.models import Interaction
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def browser():
+    if not os.path.exists(CHROMIUM):
+        if os.environ.get("REQUIRE_SERVICES") == "1":
+            pytest.fail("chromium is not installed (./run tests installs Debian's package)")
+        pytest.skip("chromium is not installed")
+    from playwright.sync_api import sync_playwright
+
+    # Playwright's sync API keeps an event loop in this thread; the ORM calls of the test
+    # itself are still plain synchronous code (the documented Django + Playwright setting).
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+        yield browser
+        browser.close()
+    del os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"]
+
+
+def wait_for(predicate, seconds=10):
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_customer_sees_a_personal_block_and_the_click_is_recorded(live_server, browser, catalog,
+                                                                   django_user_model):
+    cache.clear()
+    serving.connect()
+    customer = django_user_model.objects.create_user("customer17850", password="demo1234")
+    red, blue, bag = catalog[:3]
+    served.publish("for_user", "hybrid", {customer.pk: [[bag.pk, 0.9, red.pk], [blue.pk, 0.8, red.pk]]})
+    Interaction.objects.create(user=customer, item=red, event="view")
+
+    page = browser.new_page()
+    page.goto(f"{live_server.url}/accounts/login/")
+    page.fill("input[name=username]", "customer17850")
+    page.fill("input[name=password]", "demo1234")
+    page.click("form[action=\"/accounts/login/\"] button[type=submit]")
+    page.wait_for_url(f"{live_server.url}/")
+    assert "customer17850" in page.content()
+
+    block = page.locator("section.rec-block-recommended_for_you")
+    assert block.is_visible()
+    links = block.locator("a.rec-link")
+    assert links.count() == 2
+    assert links.first.inner_text().strip() == bag.title
+    assert "Because you viewed Red Spotty Mug" in block.inner_text()
+
+    links.first.click()
+    page.wait_for_url(f"{live_server.url}{bag.get_absolute_url()}")
+    assert bag.title in page.locator("h1").inner_text()
+
+    def click_recorded():
+        return Interaction.objects.filter(user=customer, item=bag, event="click").exists()
+
+    assert wait_for(click_recorded), "the click was not recorded"
+    click = Interaction.objects.get(user=customer, item=bag, event="click")
+    assert click.context == "recommended_for_you:hybrid"
+    # the product page recorded its view, and the home page the block's impressions
+    assert wait_for(lambda: Interaction.objects.filter(user=customer, item=bag, event="view").exists())
+    impressions = Interaction.objects.filter(user=customer, event="impression")
+    assert set(impressions.values_list("context", flat=True)) >= {"recommended_for_you:hybrid"}
