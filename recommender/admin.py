@@ -118,7 +118,8 @@ class InteractionHistoryMixin:
         other = "item" if lookup == "user" else "user"
         body = format_html_join(
             "", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            ((r.timestamp.strftime("%Y-%m-%d %H:%M"), r.event, r.value if r.value is not None else "",
+            ((r.timestamp.strftime("%Y-%m-%d %H:%M"), r.get_event_display(),
+              r.value if r.value is not None else "",
               getattr(r, other) or r.session_key[:8]) for r in rows),
         )
         if not body:
@@ -126,7 +127,8 @@ class InteractionHistoryMixin:
         return format_html(
             '<table><thead><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr></thead>'
             '<tbody>{}</tbody></table><p><a href="{}">{}</a></p>',
-            _("time"), _("event"), _("value"), _(other), body, url, _("All interactions »"),
+            _("time"), _("event"), _("value"), _("item") if other == "item" else _("user"), body, url,
+            _("All interactions »"),
         )
 
 

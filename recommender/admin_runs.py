@@ -1,5 +1,7 @@
 """Admin of training runs: list with live progress, train now, activate / roll back, metrics chart."""
 
+import re
+
 from django import forms
 from django.contrib import admin, messages
 from django.http import JsonResponse
@@ -7,14 +9,37 @@ from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import escape, format_html
+from django.utils.translation import gettext, ngettext, pgettext
 from django.utils.translation import gettext_lazy as _
-from django.utils.translation import ngettext
 
 from recommender.conf import rec_settings
 from recommender.models import ServedList, TrainingRun
 
 CHART_METRICS = ["ndcg", "precision", "recall", "map", "hit_rate", "coverage", "train_seconds"]
 COLOURS = ["#1b6b5f", "#d1495b", "#edae49", "#00798c", "#6a4c93", "#8d6a9f", "#3d405b", "#81b29a"]
+
+#: The progress messages written by recommender.services, translated when shown.
+PROGRESS_MESSAGES = {
+    "starting": _("starting"),
+    "loading interactions": _("loading interactions"),
+    "evaluating on held-out interactions": _("evaluating on held-out interactions"),
+    "training on all interactions": _("training on all interactions"),
+    "saving": _("saving"),
+    "done": _("done"),
+    "failed": _("failed"),
+}
+EPOCH_MESSAGE = re.compile(r"epoch (\d+)/(\d+)")
+
+
+def progress_text(message):
+    """A run's progress message in the request's language (other messages as they are)."""
+    known = PROGRESS_MESSAGES.get(message)
+    if known is not None:
+        return str(known)
+    epoch = EPOCH_MESSAGE.fullmatch(message or "")
+    if epoch:
+        return gettext("epoch %(epoch)s/%(epochs)s") % {"epoch": epoch[1], "epochs": epoch[2]}
+    return message
 
 
 class TrainForm(forms.Form):
@@ -35,8 +60,8 @@ class TrainingRunAdmin(admin.ModelAdmin):
     actions = ["train_again", "activate_runs"]
     list_per_page = 50
     fieldsets = [
-        (None, {"fields": ["algorithm", "status", "is_active", "gate", "progress", "progress_message",
-                           "requested_by", "task_id"]}),
+        (None, {"fields": ["algorithm", "status", "is_active", "gate", "progress",
+                           "progress_message_display", "requested_by", "task_id"]}),
         (_("Data snapshot"), {"fields": ["n_users", "n_items", "n_interactions", "data_cutoff"]}),
         (_("Timing"), {"fields": ["created", "started", "finished", "heartbeat"]}),
         (_("Results"), {"fields": ["metrics", "params", "artifact_path", "artifact_size"]}),
@@ -44,7 +69,7 @@ class TrainingRunAdmin(admin.ModelAdmin):
     ]
 
     def get_readonly_fields(self, request, obj=None):
-        return [f.name for f in TrainingRun._meta.fields]
+        return [f.name for f in TrainingRun._meta.fields] + ["progress_message_display"]
 
     def has_add_permission(self, request):
         return False  # runs are made by "Train now", the schedule or the API
@@ -60,7 +85,11 @@ class TrainingRunAdmin(admin.ModelAdmin):
     def progress_bar(self, obj):
         return format_html(
             '<span data-run="{}"><progress max="100" value="{}"></progress> <small>{}</small></span>',
-            obj.pk, round(obj.progress * 100), obj.progress_message)
+            obj.pk, round(obj.progress * 100), progress_text(obj.progress_message))
+
+    @admin.display(description=_("progress message"))
+    def progress_message_display(self, obj):
+        return progress_text(obj.progress_message)
 
     @admin.display(description=_("NDCG@10"))
     def ndcg(self, obj):
@@ -69,7 +98,9 @@ class TrainingRunAdmin(admin.ModelAdmin):
 
     @admin.display(description=_("duration"))
     def duration_display(self, obj):
-        return "" if obj.duration is None else f"{obj.duration.total_seconds():.1f} s"
+        if obj.duration is None:
+            return ""
+        return gettext("%(seconds).1f s") % {"seconds": obj.duration.total_seconds()}
 
     # actions -------------------------------------------------------------------------
 
@@ -137,7 +168,9 @@ class TrainingRunAdmin(admin.ModelAdmin):
             return JsonResponse({}, status=403)
         ids = [int(i) for i in request.GET.get("ids", "").split(",") if i.isdigit()][:200]
         rows = TrainingRun.objects.filter(pk__in=ids).values("pk", "status", "progress", "progress_message")
-        return JsonResponse({"runs": [{**r, "progress": round(r["progress"] * 100)} for r in rows]})
+        return JsonResponse({"runs": [{**r, "progress": round(r["progress"] * 100),
+                                       "progress_message": progress_text(r["progress_message"])}
+                                      for r in rows]})
 
     def chart_view(self, request):
         metric = request.GET.get("metric", "ndcg")
@@ -160,6 +193,7 @@ def _svg_chart(series, width=760, height=300, pad=40):
     """A line per algorithm: its metric over its successive versions (inline SVG, no scripts)."""
     if not series:
         return ""
+    active_label = f' ({escape(pgettext("training run", "active"))})'
     top = max(v for points in series.values() for _pk, v, _a in points) or 1.0
     longest = max(len(points) for points in series.values())
     step = (width - 2 * pad) / max(longest - 1, 1)
@@ -175,7 +209,8 @@ def _svg_chart(series, width=760, height=300, pad=40):
                      + " ".join(f"{x:.1f},{y:.1f}" for x, y in xy) + '"/>')
         for (x, y), (pk, v, active) in zip(xy, points, strict=True):
             parts.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="{5 if active else 3}" fill="{colour}">'
-                         f'<title>{escape(algorithm)} #{pk}: {v:.4f}{" (active)" if active else ""}</title></circle>')
+                         f'<title>{escape(algorithm)} #{pk}: {v:.4f}{active_label if active else ""}</title>'
+                         '</circle>')
         parts.append(f'<text x="{width - pad + 4 - 120}" y="{pad / 2 + 14 * (n + 1)}" font-size="12" '
                      f'fill="{colour}">{escape(algorithm)}</text>')
     parts.append("</svg>")

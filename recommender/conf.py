@@ -8,6 +8,7 @@ change (``override_settings`` in tests), the way DRF's ``api_settings`` does.
 from django.apps import apps
 from django.conf import settings
 from django.core.signals import setting_changed
+from django.utils.translation import gettext_lazy as _
 
 #: Built-in event types and their default weights in the user-item matrix.
 BUILTIN_EVENTS = {
@@ -178,9 +179,21 @@ def item_model_label():
     return label or "recommender.PlaceholderItem"
 
 
+#: Labels of the built-in event types (the admin's filter and forms); others show their name.
+EVENT_LABELS = {
+    "view": _("view"),
+    "click": _("click"),
+    "add_to_cart": _("add to cart"),
+    "remove_from_cart": _("remove from cart"),
+    "purchase": _("purchase"),
+    "rating": _("rating"),
+    "impression": _("impression"),
+}
+
+
 def event_choices():
     """Choices for ``Interaction.event`` (a callable so migrations stay stable)."""
-    return [(name, name.replace("_", " ")) for name in rec_settings.event_weights]
+    return [(name, EVENT_LABELS.get(name) or name.replace("_", " ")) for name in rec_settings.event_weights]
 
 
 def _reload(*, setting, **kwargs):

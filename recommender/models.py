@@ -4,6 +4,7 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 from recommender.conf import event_choices, item_model_label
 
@@ -72,7 +73,7 @@ class Interaction(models.Model):
         ]
 
     def __str__(self):
-        who = self.user_id or f"session {self.session_key[:8]}"
+        who = self.user_id or _("session %(key)s") % {"key": self.session_key[:8]}
         return f"{who} {self.event} {self.item_id}"
 
 
@@ -94,7 +95,7 @@ class TrainingRun(models.Model):
     status = models.CharField(_("status"), max_length=10, choices=Status.choices, default=Status.QUEUED)
     progress = models.FloatField(_("progress"), default=0.0, help_text=_("From 0 to 1."))
     progress_message = models.CharField(_("progress message"), max_length=200, blank=True, default="")
-    is_active = models.BooleanField(_("active"), default=False)
+    is_active = models.BooleanField(pgettext_lazy("training run", "active"), default=False)
     # data snapshot
     n_users = models.PositiveIntegerField(_("users"), null=True, blank=True)
     n_items = models.PositiveIntegerField(_("items"), null=True, blank=True)
@@ -128,7 +129,7 @@ class TrainingRun(models.Model):
         ]
 
     def __str__(self):
-        return f"{self.algorithm} #{self.pk} ({self.status})"
+        return f"{self.algorithm} #{self.pk} ({self.get_status_display()})"
 
     @property
     def duration(self):

@@ -13,6 +13,7 @@ from datetime import timedelta
 import numpy as np
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from recommender import artifacts
 from recommender.conf import rec_settings
@@ -31,7 +32,8 @@ def algorithm_spec(name):
     spec = (rec_settings.ALGORITHMS or {}).get(name)
     if spec is None:
         known = ", ".join(sorted(rec_settings.ALGORITHMS or {}))
-        raise TrainingError(f"Unknown algorithm {name!r}; configured: {known}.")
+        raise TrainingError(_("Unknown algorithm %(name)s; configured: %(known)s.")
+                            % {"name": repr(name), "known": known})
     return spec.get("class", name), dict(spec.get("params") or {})
 
 
@@ -255,11 +257,13 @@ def gate(run):
 def activate(run, refresh=True):
     """Make a succeeded run the active version of its algorithm (also used to roll back)."""
     if run.status != Status.SUCCEEDED or not run.artifact_path:
-        raise TrainingError(f"Run #{run.pk} did not succeed; only succeeded runs can be activated.")
+        raise TrainingError(_("Run #%(pk)s did not succeed; only succeeded runs can be activated.")
+                            % {"pk": run.pk})
     from pathlib import Path
 
     if not Path(run.artifact_path).exists():
-        raise TrainingError(f"The artifact of run #{run.pk} is gone ({run.artifact_path}).")
+        raise TrainingError(_("The artifact of run #%(pk)s is gone (%(path)s).")
+                            % {"pk": run.pk, "path": run.artifact_path})
     with transaction.atomic():
         TrainingRun.objects.select_for_update().filter(algorithm=run.algorithm, is_active=True).exclude(
             pk=run.pk).update(is_active=False)

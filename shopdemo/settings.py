@@ -35,6 +35,9 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    # After the session and before CommonMiddleware: picks the language from the
+    # language cookie (set by the storefront's switcher), then Accept-Language.
+    "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -42,7 +45,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
-ROOT_URLCONF = "shopdemo.urls"
+# bench/bench_serving.py serves the site plus two bare baseline views (shopdemo/bench_urls.py).
+ROOT_URLCONF = os.environ.get("SHOPDEMO_URLCONF", "shopdemo.urls")
 WSGI_APPLICATION = "shopdemo.wsgi.application"
 
 TEMPLATES = [
@@ -88,6 +92,12 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 
 LANGUAGE_CODE = "en"
+# The languages of the app and the demo (docs/i18n.md). The catalogs are in the apps'
+# locale/ folders (recommender/locale, shopdemo/shop/locale), found without LOCALE_PATHS.
+LANGUAGES = [
+    ("en", "English"),
+    ("zh-hans", "简体中文"),
+]
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True

@@ -9,6 +9,8 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    # set_language: the storefront's language switcher posts here (no language prefix in URLs).
+    path("i18n/", include("django.conf.urls.i18n")),
     path("recommender/", include("recommender.urls")),
     # OpenAPI schema of the recommender API, with Swagger UI and ReDoc (no CDN needed).
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

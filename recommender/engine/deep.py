@@ -97,9 +97,15 @@ def _item_tower_class(keras):
     class ItemTower(keras.layers.Layer):
         """Item vectors = free embedding (+ projected content); returns logits."""
 
-        def __init__(self, n_items, dim, content_dim=0, l2=0.0, **kwargs):
+        def __init__(self, n_items, dim, content_dim=0, l2=0.0, hidden_dim=0, **kwargs):
             super().__init__(**kwargs)
             self.n_items, self.dim, self.content_dim, self.l2 = n_items, dim, content_dim, l2
+            self.hidden_dim = hidden_dim
+            if hidden_dim:  # tied: the user tower reads the history through the item vectors
+                reg = keras.regularizers.l2(l2) if l2 else None
+                self.user_hidden = keras.layers.Dense(hidden_dim, activation="tanh",
+                                                      kernel_regularizer=reg, name="user_hidden")
+                self.user_out = keras.layers.Dense(dim, kernel_regularizer=reg, name="user_vec")
 
         def build(self, input_shape):
             reg = keras.regularizers.l2(self.l2) if self.l2 else None
@@ -117,16 +123,24 @@ def _item_tower_class(keras):
                 self.content_bias = self.add_weight(shape=(self.dim,), name="content_bias",
                                                     initializer="zeros")
 
-        def call(self, user_vec):
-            if not self.content_dim:
-                return tf.matmul(user_vec, self.emb, transpose_b=True) + self.bias
-            c = tf.matmul(self.content, self.proj) + self.content_bias
-            full = tf.matmul(user_vec, self.emb + c, transpose_b=True) + self.bias
+        def call(self, inputs):
+            c = (tf.matmul(self.content, self.proj) + self.content_bias
+                 if self.content_dim else None)
+            items = self.emb if c is None else self.emb + c
+            if self.hidden_dim:
+                h0 = tf.matmul(inputs, items)
+                user_vec = h0 + self.user_out(self.user_hidden(h0))
+            else:
+                user_vec = inputs
+            full = tf.matmul(user_vec, items, transpose_b=True) + self.bias
+            if c is None:
+                return full
             return full, tf.matmul(user_vec, c, transpose_b=True)
 
         def get_config(self):
             return super().get_config() | {"n_items": self.n_items, "dim": self.dim,
-                                           "content_dim": self.content_dim, "l2": self.l2}
+                                           "content_dim": self.content_dim, "l2": self.l2,
+                                           "hidden_dim": self.hidden_dim}
 
     _ITEM_TOWER = ItemTower
     return ItemTower
@@ -137,13 +151,16 @@ def _build_keras_model(keras, n_warm: int, content: np.ndarray | None, params: d
     reg = keras.regularizers.l2(params["l2"]) if params["l2"] else None
     x_in = keras.Input(shape=(n_warm,), name="history")
     h = layers.Dropout(params["dropout"], name="input_dropout")(x_in)
-    h = layers.Dense(params["hidden_dim"], activation="tanh", kernel_regularizer=reg,
-                     name="user_hidden")(h)
-    u = layers.Dense(params["embedding_dim"], kernel_regularizer=reg, name="user_vec")(h)
+    tied = params["tied"]
+    if not tied:
+        h = layers.Dense(params["hidden_dim"], activation="tanh", kernel_regularizer=reg,
+                         name="user_hidden")(h)
+        h = layers.Dense(params["embedding_dim"], kernel_regularizer=reg, name="user_vec")(h)
     tower = _item_tower_class(keras)(n_warm, params["embedding_dim"],
                                      0 if content is None else content.shape[1],
-                                     params["l2"], name="item_tower")
-    outputs = tower(u)
+                                     params["l2"], params["hidden_dim"] if tied else 0,
+                                     name="item_tower")
+    outputs = tower(h)
     if content is None:
         outputs = {"full": layers.Identity(name="full")(outputs)}
     else:
@@ -178,6 +195,15 @@ class TwoTower(RecommenderBase):
         Epochs without validation improvement before stopping.
     validation_fraction : float, default 0.1
         Share of users held out for early stopping, in [0, 1).
+    sequence_aware : bool, default True
+        When ``fit`` gets ``timestamps=`` (CSR, same pattern as the interactions), train
+        to predict each user's later interactions (after a random cut between 50% and
+        90% of their history) from the earlier ones, instead of reconstructing the
+        whole (dropout-corrupted) history.
+    tied : bool, default False
+        Read the history through the item vectors themselves (``h0 = x @ V``, then a
+        residual ``tanh`` layer) instead of a separate input layer: fewer parameters,
+        in the spirit of factored item similarity models.
     random_state : int, default 0
     threads : int, default 2
         TensorFlow intra/inter-op threads.
@@ -193,7 +219,9 @@ class TwoTower(RecommenderBase):
                  content_dim: int = 64, dropout: float = 0.5, l2: float = 1e-5,
                  content_loss_weight: float = 0.5, epochs: int = 60, batch_size: int = 128,
                  learning_rate: float = 1e-3, patience: int = 5,
-                 validation_fraction: float = 0.1, random_state: int = 0, threads: int = 2,
+                 validation_fraction: float = 0.1, sequence_aware: bool = True,
+                 tied: bool = False,
+                 random_state: int = 0, threads: int = 2,
                  deterministic: bool = False, verbose: int = 0):
         self.embedding_dim = embedding_dim
         self.hidden_dim = hidden_dim
@@ -206,6 +234,8 @@ class TwoTower(RecommenderBase):
         self.learning_rate = learning_rate
         self.patience = patience
         self.validation_fraction = validation_fraction
+        self.sequence_aware = sequence_aware
+        self.tied = tied
         self.random_state = random_state
         self.threads = threads
         self.deterministic = deterministic
@@ -225,6 +255,8 @@ class TwoTower(RecommenderBase):
         check_param("content_loss_weight", self.content_loss_weight, Real, 0)
         check_param("learning_rate", self.learning_rate, Real, 0, low_open=True)
         check_param("deterministic", self.deterministic, bool)
+        check_param("sequence_aware", self.sequence_aware, bool)
+        check_param("tied", self.tied, bool)
 
     def fit(self, interactions, item_features=None, progress_callback: Callable | None = None,
             **kwargs) -> TwoTower:
@@ -254,7 +286,9 @@ class TwoTower(RecommenderBase):
         warm = np.flatnonzero(X.getnnz(axis=0) > 0)
         if len(warm) == 0:
             raise ValueError("interactions has no non-zero entries: nothing to learn from.")
-        Xw = _row_normalise(X[:, warm])
+        Xw = sp.csr_matrix(X[:, warm])
+        Xw.sort_indices()
+        position = self._positions(Xw, kwargs.get("timestamps"), warm)
         users = np.flatnonzero(np.diff(Xw.indptr) > 0)
         rng = np.random.default_rng(self.random_state)
         rng.shuffle(users)
@@ -280,8 +314,21 @@ class TwoTower(RecommenderBase):
                 return int(np.ceil(len(self.rows) / self.batch))
 
             def __getitem__(self, i):
-                x = Xw[self.order[i * self.batch:(i + 1) * self.batch]].toarray()
-                y = x / np.maximum(x.sum(axis=1, keepdims=True), 1e-12)
+                batch = self.order[i * self.batch:(i + 1) * self.batch]
+                rows = Xw[batch]
+                x = rows.toarray()
+                y = x
+                if position is not None:
+                    # predict each user's later interactions from the earlier ones
+                    pos = position[batch].toarray()
+                    cut = (rng.uniform(0.5, 0.9, (len(batch), 1)) if self.shuffle
+                           else np.full((len(batch), 1), 0.8))
+                    later = (pos >= cut) & (x != 0)
+                    ok = later.any(axis=1) & (later.sum(axis=1) < (x != 0).sum(axis=1))
+                    y = np.where(ok[:, None], np.where(later, x, 0.0), x)
+                    x = np.where(ok[:, None], np.where(later, 0.0, x), x)
+                x = x / np.maximum(np.sqrt((x * x).sum(axis=1, keepdims=True)), 1e-12)
+                y = y / np.maximum(y.sum(axis=1, keepdims=True), 1e-12)
                 return x, ({"full": y, "content": y} if has_content else {"full": y})
 
             def on_epoch_end(self):
@@ -307,11 +354,30 @@ class TwoTower(RecommenderBase):
         self.svd_ = svd
         self._keras_model = model
 
+    def _positions(self, Xw, timestamps, warm):
+        """Relative time position (0 = first, 1 = last) of each cell within its row."""
+        if timestamps is None or not self.sequence_aware:
+            return None
+        T = sp.csr_matrix(timestamps, dtype=np.float64)[:, warm]
+        T.sort_indices()
+        if T.shape != Xw.shape or not np.array_equal(T.indptr, Xw.indptr):
+            raise ValueError("timestamps must have the same shape and pattern as interactions.")
+        rows = np.repeat(np.arange(Xw.shape[0]), np.diff(Xw.indptr))
+        order = np.lexsort((T.data, rows))
+        counts = np.diff(Xw.indptr)
+        rank = np.empty(len(rows), dtype=np.float64)
+        rank[order] = np.arange(len(rows)) - Xw.indptr[rows[order]]
+        P = T.copy()
+        P.data = ((rank + 0.5) / counts[rows]).astype(np.float32)
+        return P
+
     def _export(self, model, warm, content):
         """Copy the trained towers into numpy arrays for TensorFlow-free serving."""
-        hidden = model.get_layer("user_hidden")
-        user = model.get_layer("user_vec")
         tower = model.get_layer("item_tower")
+        if self.tied:
+            hidden, user = tower.user_hidden, tower.user_out
+        else:
+            hidden, user = model.get_layer("user_hidden"), model.get_layer("user_vec")
         self.hidden_kernel_, self.hidden_bias_ = (np.asarray(w, np.float32)
                                                   for w in hidden.get_weights())
         self.user_kernel_, self.user_bias_ = (np.asarray(w, np.float32)
@@ -336,8 +402,12 @@ class TwoTower(RecommenderBase):
         """User-tower output (numpy, no TensorFlow) for rows over the full catalog."""
         self._check_fitted()
         R = _row_normalise(sp.csr_matrix(user_items, dtype=np.float32)[:, self.warm_items_])
-        h = np.tanh(R @ self.hidden_kernel_ + self.hidden_bias_)
-        return h @ self.user_kernel_ + self.user_bias_
+        if not self.tied:
+            h = np.tanh(R @ self.hidden_kernel_ + self.hidden_bias_)
+            return h @ self.user_kernel_ + self.user_bias_
+        h0 = np.asarray(R @ self.item_vectors_[self.warm_items_])
+        h = np.tanh(h0 @ self.hidden_kernel_ + self.hidden_bias_)
+        return h0 + h @ self.user_kernel_ + self.user_bias_
 
     def _score_block(self, user_indices, user_items):
         return self.user_vectors(user_items) @ self.item_vectors_.T + self.item_bias_

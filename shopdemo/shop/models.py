@@ -67,8 +67,9 @@ class Order(models.Model):
 
 
 class OrderLine(models.Model):
-    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="lines")
-    product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="+")
+    order = models.ForeignKey(Order, verbose_name=_("order"), on_delete=models.CASCADE, related_name="lines")
+    product = models.ForeignKey(Product, verbose_name=_("product"), on_delete=models.PROTECT,
+                                related_name="+")
     quantity = models.PositiveIntegerField(_("quantity"))
     price = models.DecimalField(_("unit price"), max_digits=10, decimal_places=2)
 
