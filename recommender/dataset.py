@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
+from django.db import connections
 
 from recommender.conf import rec_settings
 from recommender.engine.data import build_interaction_matrix
@@ -46,8 +47,10 @@ def interaction_arrays(queryset=None, *, chunk_size=100_000, event_weights=None)
     qs = Interaction.objects.all() if queryset is None else queryset
     # Zero-weight events (impressions) are records, not signals: they make no matrix cell.
     counted = [event for event, weight in weights.items() if weight]
-    rows = (qs.filter(user__isnull=False, event__in=counted).order_by("timestamp", "id")
-            .values_list("user_id", "item_id", "event", "value", "timestamp")
+    qs = qs.filter(user__isnull=False, event__in=counted)
+    if connections[qs.db].vendor == "postgresql":
+        return _arrays_postgresql(qs, weights, chunk_size)
+    rows = (qs.order_by("timestamp", "id").values_list("user_id", "item_id", "event", "value", "timestamp")
             .iterator(chunk_size=chunk_size))
     users, items, w, ts = [], [], [], []
     parts = []
@@ -70,6 +73,27 @@ def interaction_arrays(queryset=None, *, chunk_size=100_000, event_weights=None)
             pack()
     pack()
     return tuple(np.concatenate(column) for column in zip(*parts, strict=True))
+
+
+def _arrays_postgresql(qs, weights, chunk_size):
+    """The same arrays with the weights and times computed by PostgreSQL, fetched as plain
+    numbers from a server-side cursor (about ten times faster than model rows)."""
+    inner, params = qs.order_by().values_list("user_id", "item_id", "event", "value", "timestamp", "id") \
+        .query.sql_with_params()
+    cases = " ".join("WHEN %s THEN %s" for _e in weights)
+    sql = (f"SELECT q.user_id, q.item_id, (CASE q.event {cases} ELSE 0 END) * "
+           f"(CASE WHEN q.event = 'rating' AND q.value IS NOT NULL THEN q.value ELSE 1 END), "
+           f"EXTRACT(EPOCH FROM q.timestamp)::float8 FROM ({inner}) q ORDER BY q.timestamp, q.id")
+    args = [x for event, weight in weights.items() for x in (event, float(weight))] + list(params)
+    connection = connections[qs.db]
+    parts = []
+    with connection.chunked_cursor() as cursor:
+        cursor.execute(sql, args)
+        while rows := cursor.fetchmany(chunk_size):
+            parts.append(np.array(rows, dtype=np.float64))
+    block = np.concatenate(parts) if parts else np.empty((0, 4))
+    return (block[:, 0].astype(np.int64), block[:, 1].astype(np.int64),
+            block[:, 2].astype(np.float32), block[:, 3])
 
 
 def load_interactions(queryset=None, *, item_ids=None, half_life_days=None, log_damping=False,
