@@ -8,22 +8,24 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-PG_URL = "postgres://postgres@127.0.0.1:5432/recommender_bench"
+def setup(backend, name="recommender_bench", fresh=True):
+    """Point the demo settings at a new, empty database of ``backend`` and migrate it.
 
-
-def setup(backend):
-    """Point the demo settings at a new, empty database of ``backend`` and migrate it."""
+    ``fresh=False`` keeps an existing PostgreSQL database (to re-measure on the same data).
+    """
     var = tempfile.mkdtemp(prefix="recommender-bench-")
     os.environ["SHOPDEMO_VAR_DIR"] = var
     os.environ["DJANGO_SETTINGS_MODULE"] = "shopdemo.settings"
     os.environ["DJANGO_DEBUG"] = "0"  # as in production: no query log
-    if backend == "postgresql":
+    if backend == "postgresql" and not fresh:
+        os.environ["DATABASE_URL"] = f"postgres://postgres@127.0.0.1:5432/{name}"
+    elif backend == "postgresql":
         import psycopg
 
         with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as conn:
-            conn.execute("DROP DATABASE IF EXISTS recommender_bench")
-            conn.execute("CREATE DATABASE recommender_bench")
-        os.environ["DATABASE_URL"] = PG_URL
+            conn.execute(f"DROP DATABASE IF EXISTS {name}")
+            conn.execute(f"CREATE DATABASE {name}")
+        os.environ["DATABASE_URL"] = f"postgres://postgres@127.0.0.1:5432/{name}"
     elif backend == "sqlite":
         os.environ["DATABASE_URL"] = f"sqlite:///{var}/bench.sqlite3"
     else:

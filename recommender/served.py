@@ -9,6 +9,8 @@ first. The cache holds the same list as pre-encoded JSON bytes under
 import json
 
 from django.core.cache import caches
+from django.core.cache.backends.redis import RedisCache
+from django.core.signals import setting_changed
 from django.db import transaction
 
 from recommender.conf import rec_settings
@@ -25,6 +27,47 @@ def encode(items):
 
 def get_cache():
     return caches[rec_settings.CACHE_ALIAS]
+
+
+_clients = {}
+
+
+def backend():
+    """The cache and, for Django's RedisCache, one redis-py client kept for the process.
+
+    Django's RedisCache builds a new client object on every call, which costs about as
+    much as the round trip itself (MEASUREMENTS.md); the request path reuses one.
+    """
+    cache = get_cache()
+    if not isinstance(cache, RedisCache):
+        return cache, None
+    alias = rec_settings.CACHE_ALIAS
+    client = _clients.get(alias)
+    if client is None:
+        try:  # Django's RedisCacheClient (django/core/cache/backends/redis.py)
+            client = cache._cache.get_client(write=True)
+        except AttributeError:  # a RedisCache subclass built differently: use the cache API
+            return cache, None
+        _clients[alias] = client
+    return cache, client
+
+
+def _forget_clients(*, setting, **kwargs):
+    if setting in ("CACHES", "RECOMMENDER"):
+        _clients.clear()
+
+
+setting_changed.connect(_forget_clients)
+
+
+def get_many(keys):
+    """``{key: value}`` of the keys found in the cache, in one round trip."""
+    cache, client = backend()
+    if client is None:
+        return cache.get_many(keys)
+    loads = cache._cache._serializer.loads
+    raw = client.mget([cache.make_key(key) for key in keys])
+    return {key: loads(value) for key, value in zip(keys, raw, strict=True) if value is not None}
 
 
 def publish(kind, algorithm, lists, run=None, batch_size=1000):

@@ -90,7 +90,7 @@ def read_lists(keys):
         return {}
     cache = served.get_cache()
     by_cache_key = {served.cache_key(*key): key for key in keys}
-    found = cache.get_many(list(by_cache_key))
+    found = served.get_many(list(by_cache_key))
     lists, missing = {}, []
     for cache_key, key in by_cache_key.items():
         raw = found.get(cache_key)
@@ -157,7 +157,7 @@ def user_facts(user, request=None):
         return memo[1]
     cache = served.get_cache()
     token_key, facts_key = user_token_key(user.pk), _user_facts_key(user.pk)
-    found = cache.get_many([token_key, facts_key])
+    found = served.get_many([token_key, facts_key])
     token, cached = found.get(token_key), found.get(facts_key)
     if cached is not None and cached[0] == token:
         facts = UserFacts(cached[1], cached[2])
@@ -241,18 +241,22 @@ class _Pipeline:
     def run(self, sources):
         results, chosen = [], set()
         pending = list(sources)
-        while pending and len(results) < self.n:
-            # Each source gives its whole list (50 long): that is the over-fetch that
-            # leaves n items after filtering; the next source is read only when short.
+        queue = []  # candidates read from sources, not yet fetched
+        while len(results) < self.n and (queue or pending):
+            # Fetch a window a little larger than what is missing, so filtering still
+            # leaves n items; read the next source only when the queue runs short.
             missing = self.n - len(results)
+            window = 2 * missing + 4
+            while pending and len(queue) < missing:
+                queue.extend(pending.pop(0)(self))
             pool, pooled = [], set()
-            while pending and len(pool) < missing:
-                for candidate in pending.pop(0)(self):
-                    pk = self.to_pk(candidate[0])
-                    if pk in self.excluded or pk in chosen or pk in pooled:
-                        continue
-                    pooled.add(pk)
-                    pool.append((pk, *candidate[1:]))
+            while queue and len(pool) < window:
+                candidate = queue.pop(0)
+                pk = self.to_pk(candidate[0])
+                if pk in self.excluded or pk in chosen or pk in pooled:
+                    continue
+                pooled.add(pk)
+                pool.append((pk, *candidate[1:]))
             if not pool:
                 continue
             objects = self._fetch(pool)
@@ -283,6 +287,9 @@ class _Pipeline:
         if reasons:
             condition |= Q(pk__in=reasons)
         queryset = self.model._default_manager.filter(condition)
+        long_text = [name for name in rec_settings.item_field("text") or [] if name]
+        if long_text:  # descriptions are not shown in a block: do not transfer them
+            queryset = queryset.defer(*long_text)
         if self.category_field is not None and self.category_field.many_to_one:
             queryset = queryset.select_related(self.category_field.name)
         return {obj.pk: obj for obj in queryset}

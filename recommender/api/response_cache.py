@@ -12,8 +12,6 @@ costs about half of a ``cache.get`` (docs/serving.md, MEASUREMENTS.md).
 import hashlib
 import json
 
-from django.core.cache.backends.redis import RedisCache
-from django.core.signals import setting_changed
 from django.utils.translation import get_language
 
 from recommender import served, serving
@@ -22,36 +20,9 @@ from recommender.conf import rec_settings
 #: A response whose page holds fallback items (history, trending) is kept this long only.
 SHORT_TIMEOUT = 60
 
-_clients = {}
-
-
-def _backend():
-    """The cache and, for Django's RedisCache, one redis-py client kept for the process."""
-    cache = served.get_cache()
-    if not isinstance(cache, RedisCache):
-        return cache, None
-    alias = rec_settings.CACHE_ALIAS
-    client = _clients.get(alias)
-    if client is None:
-        try:  # Django's RedisCacheClient (django/core/cache/backends/redis.py)
-            client = cache._cache.get_client(write=True)
-        except AttributeError:  # a RedisCache subclass built differently: use the cache API
-            return cache, None
-        _clients[alias] = client
-    return cache, client
-
-
-def _forget_clients(*, setting, **kwargs):
-    if setting in ("CACHES", "RECOMMENDER"):
-        _clients.clear()
-
-
-setting_changed.connect(_forget_clients)
-
-
 def mget(keys):
     """Raw values of several cache keys (bytes with redis-py, objects otherwise), in order."""
-    cache, client = _backend()
+    cache, client = served.backend()
     if client is not None:
         return client.mget([cache.make_key(key) for key in keys])
     found = cache.get_many(keys)
@@ -100,7 +71,7 @@ def lookup(request, user_pk, algorithm):
 
 def store(found, body, timeout):
     """Keep ``body`` (bytes) for the lookup's request, valid while its fingerprint holds."""
-    cache, client = _backend()
+    cache, client = served.backend()
     value = found.fingerprint + body
     if client is not None:
         client.set(cache.make_key(found.key), value, ex=timeout)

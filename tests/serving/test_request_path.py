@@ -114,7 +114,7 @@ def test_prerendered_responses_through_redis(redis_cache, shelf, alice, publish)
         second = api.get(url, {"limit": 2})
     assert second.content == response_cache.encode(first.json())
     assert not [q for q in queries if "shop_product" in q["sql"] or "recommender_" in q["sql"]]
-    assert response_cache._clients  # one redis-py client for the process
+    assert served._clients  # one redis-py client for the process
     publish("for_user", "hybrid", {alice: ranked(shelf[8:12])})
     assert [r["item"] for r in api.get(url, {"limit": 2}).json()["results"]] == [shelf[8].pk, shelf[9].pk]
     shelf[8].is_active = False

@@ -1,0 +1,174 @@
+"""Serving speed: the recommendations API against bare Django views, under gunicorn + PostgreSQL + Redis.
+
+    .venv/bin/python bench/bench_serving.py            # needs wrk and gunicorn (bench/requirements-bench.txt)
+
+Loads 1M synthetic interactions (100k users, 20k items) into a fresh PostgreSQL
+database, publishes served lists, starts gunicorn (2 sync workers, the demo site with
+two baseline views), then runs wrk with 20 connections on loopback against each URL,
+each request carrying the session cookie of one of 1,000 users. Also times, in process,
+the server time the three blocks of a product page add.
+"""
+
+import argparse
+import os
+import random
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+DB = "recommender_serve_bench"
+REDIS = "redis://127.0.0.1:6379/13"
+PORT = 8100
+
+
+def prepare(users, items, interactions, bench_users):
+    os.environ["REDIS_URL"] = REDIS
+    from _django import setup
+
+    setup("postgresql", name=DB)
+    import redis
+
+    redis.Redis.from_url(REDIS).flushdb()
+    from bench_scale import fill
+    from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, get_user_model
+    from django.contrib.sessions.backends.cached_db import SessionStore
+
+    from recommender import served
+    from shopdemo.shop.models import Product
+
+    t0 = time.perf_counter()
+    fill(users, items, interactions)
+    print(f"loaded {interactions:,} interactions in {time.perf_counter() - t0:.0f}s")
+    rng = random.Random(1)
+    item_pks = list(Product.objects.values_list("pk", flat=True))
+    people = list(get_user_model().objects.order_by("pk")[:bench_users])
+
+    def a_list(n=50):
+        return [[pk, round(1 - i / 100, 3), rng.choice(item_pks)] for i, pk in enumerate(rng.sample(item_pks, n))]
+
+    served.publish("for_user", "hybrid", {u.pk: a_list() for u in people})
+    served.publish("trending", "trending", {0: a_list()})
+    served.publish("popular", "popular", {0: a_list()})
+    served.publish("similar", "itemknn", {pk: a_list() for pk in item_pks[:2000]})
+    served.publish("bought_together", "cooccurrence", {pk: a_list() for pk in item_pks[:2000]})
+    cookies = []
+    for user in people:
+        session = SessionStore()
+        session[SESSION_KEY] = str(user.pk)
+        session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
+        session[HASH_SESSION_KEY] = user.get_session_auth_hash()
+        session.save()
+        cookies.append(f"sessionid={session.session_key}")
+    return people, item_pks[:2000], cookies
+
+
+def blocks_server_time(people, products, rounds):
+    """Milliseconds that rendering the three product-page blocks adds, per request."""
+    from django.contrib.sessions.backends.cached_db import SessionStore
+    from django.template import RequestContext, Template
+    from django.test import RequestFactory
+
+    from shopdemo.shop.models import Product
+
+    template = Template("{% load recommender_tags %}{% similar_items product n=6 %}"
+                        "{% bought_together product n=6 %}{% recommended_for_you n=6 %}")
+    factory = RequestFactory()
+    rng = random.Random(2)
+    timings = []
+    for i in range(rounds):
+        request = factory.get("/product/")
+        request.user = people[i % len(people)]
+        request.session = SessionStore()
+        product = Product.objects.get(pk=rng.choice(products))
+        start = time.perf_counter()
+        html = template.render(RequestContext(request, {"product": product}))
+        timings.append((time.perf_counter() - start) * 1000)
+        assert "rec-block" in html
+    timings.sort()
+    return statistics.median(timings), timings[int(len(timings) * 0.99)]
+
+
+LUA = """
+local cookies = {%s}
+local path = "/"
+init = function(args) path = args[1] end
+request = function()
+  return wrk.format("GET", path, {["Cookie"] = cookies[math.random(#cookies)]})
+end
+"""
+
+
+def run_wrk(url, path, script, seconds, connections):
+    out = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", script, url, "--", path],
+                         capture_output=True, text=True, check=True).stdout
+
+    def ms(label):
+        m = re.search(rf"^\s+{label}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+        value, unit = float(m.group(1)), m.group(2)
+        return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {"p50": ms(50), "p99": ms(99), "rps": rps, "non2xx": int(errors.group(1)) if errors else 0}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--interactions", type=int, default=1_000_000)
+    parser.add_argument("--seconds", type=int, default=15)
+    parser.add_argument("--connections", type=int, default=20)
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+    sys.path.insert(0, str(HERE))
+    people, products, cookies = prepare(100_000, 20_000, args.interactions, 1000)
+
+    script = Path(tempfile.mkdtemp()) / "cookies.lua"
+    script.write_text(LUA % ",".join(f'"{c}"' for c in cookies))
+    env = dict(os.environ, DJANGO_SETTINGS_MODULE="shopdemo.settings", SHOPDEMO_URLCONF="shopdemo.bench_urls",
+               DJANGO_DEBUG="0", DB_CONN_MAX_AGE="600", PYTHONPATH=str(ROOT))
+    server = subprocess.Popen([str(ROOT / ".venv/bin/gunicorn"), "shopdemo.wsgi", "-w", str(args.workers),
+                               "-b", f"127.0.0.1:{PORT}", "--log-level", "warning"], cwd=ROOT, env=env)
+    base = f"http://127.0.0.1:{PORT}"
+    try:
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(f"{base}/bench/bare/", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.2)
+        paths = {
+            "bare Django JSON view": "/bench/bare/",
+            "bare view + request.user": "/bench/bare-user/",
+            "recommendations API (own, limit 10)": "/recommender/api/recommendations/?limit=10",
+            "trending API (limit 10)": "/recommender/api/trending/?limit=10",
+        }
+        for path in paths.values():  # warm up caches and connections
+            run_wrk(base, path, str(script), 3, args.connections)
+        results = {name: run_wrk(base, path, str(script), args.seconds, args.connections)
+                   for name, path in paths.items()}
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+    bare = results["bare Django JSON view"]["p50"]
+    bare_user = results["bare view + request.user"]["p50"]
+    print(f"\nwrk, {args.connections} connections, {args.seconds}s per URL, gunicorn {args.workers} sync workers, "
+          f"PostgreSQL + Redis, {args.interactions:,} interactions")
+    print("| path | req/s | p50 ms | p99 ms | p50 vs bare | p50 vs bare + user | non-2xx |")
+    print("|---|---|---|---|---|---|---|")
+    for name, r in results.items():
+        print(f"| {name} | {r['rps']:,.0f} | {r['p50']:.2f} | {r['p99']:.2f} | {r['p50'] / bare:.2f} | "
+              f"{r['p50'] / bare_user:.2f} | {r['non2xx']} |")
+    p50, p99 = blocks_server_time(people, products, 500)
+    print(f"\nthree product-page blocks (similar, bought together, for you), in process: "
+          f"p50 {p50:.2f} ms, p99 {p99:.2f} ms of added server time per page")
+
+
+if __name__ == "__main__":
+    main()

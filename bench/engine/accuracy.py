@@ -1,0 +1,221 @@
+"""Top-N accuracy of our engines side by side with peers, in one run.
+
+Protocol: every (user, item) pair counted once at its first time; per user, the latest 20%
+held out as test (users with < 5 interactions stay in train); full ranking over the whole
+catalog with each user's train items filtered; metrics @k. Hyperparameters of peers and
+ours are tuned only on a validation split carved the same way from the training data.
+Random models report the mean over ``--seeds`` seeds.
+
+Usage::
+
+    .venv/bin/python bench/engine/accuracy.py                      # both datasets
+    .venv/bin/python bench/engine/accuracy.py --datasets ml-latest-small --seeds 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import numpy as np  # noqa: E402
+
+from common import (DATASETS, LOADERS, PeerEASE, PeerImplicit, PeerPopular,  # noqa: E402
+                    temporal_split)
+from recommender.engine import build_engine  # noqa: E402
+from recommender.engine.data import build_interaction_matrix  # noqa: E402
+from recommender.engine.evaluation import (METRICS, format_table, ranking_metrics,  # noqa: E402
+                                           split_matrix)
+
+COLUMNS = ["algorithm", "ndcg", "precision", "recall", "f1", "map", "hit_rate", "coverage",
+           "novelty", "fit_seconds", "params"]
+
+
+def evaluate_recs(recs, test, users, train, k):
+    return ranking_metrics(recs, test[users], k, train.getnnz(axis=0), train.shape[0])
+
+
+def run_peer(make, train, test, k):
+    users = np.flatnonzero(test.getnnz(axis=1) > 0)
+    start = time.perf_counter()
+    model = make().fit(train)
+    fit = time.perf_counter() - start
+    recs = model.recommend_batch(users, train[users], k)
+    return evaluate_recs(recs, test, users, train, k) | {"fit_seconds": fit}
+
+
+def run_ours(make, train, test, k, rows=None, **fit_kwargs):
+    """Fit on ``train``; score with ``rows`` (recency-weighted rows) when given."""
+    users = np.flatnonzero(test.getnnz(axis=1) > 0)
+    start = time.perf_counter()
+    model = make().fit(train, **fit_kwargs)
+    fit = time.perf_counter() - start
+    source = train if rows is None else rows
+    recs, _ = model.recommend_batch(users, source[users], n=k)
+    return evaluate_recs(recs, test, users, train, k) | {"fit_seconds": fit}, model
+
+
+def mean_rows(rows):
+    out = dict(rows[0])
+    for key in METRICS + ("fit_seconds",):
+        out[key] = float(np.mean([r[key] for r in rows]))
+    out["ndcg_std"] = float(np.std([r["ndcg"] for r in rows]))
+    return out
+
+
+def tune(name, grid, evaluate):
+    """Best params of ``grid`` by validation NDCG; returns (params, table of trials)."""
+    trials = [(evaluate(p)["ndcg"], p) for p in grid]
+    best = max(trials, key=lambda t: t[0])
+    print(f"  tuned {name}: " + ", ".join(f"{p}={s:.4f}" for s, p in trials), flush=True)
+    return best[1]
+
+
+def decayed(T, half_life):
+    """Binary rows re-weighted by per-user recency (the data helper's ``per_user`` decay)."""
+    coo = T.tocoo()
+    return build_interaction_matrix(coo.row, coo.col, None, coo.data, n_users=T.shape[0],
+                                    n_items=T.shape[1], half_life_days=half_life,
+                                    decay="per_user")
+
+
+def run_dataset(name, args):
+    print(f"== {name}", flush=True)
+    u, i, ts, n_items, features = LOADERS[name](args.data_dir / name if name != "online-retail"
+                                                else args.data_dir / name / "online_retail.csv.gz")
+    train, test, T = temporal_split(u, i, ts, n_items)
+    # validation split carved from train, the same way (latest 20% per user)
+    fit_tr, val = split_matrix(train, 0.2, timestamps=T)
+    T_tr = T.multiply(fit_tr > 0).tocsr()
+    T_tr.sort_indices()
+    info = {"users": train.shape[0], "items": n_items, "train": int(train.nnz),
+            "test": int(test.nnz), "validation": int(val.nnz)}
+    print(f"  {info}", flush=True)
+    k = args.k
+    seeds = list(range(args.seeds))
+    table = []
+
+    def add(algorithm, rows, params):
+        row = mean_rows(rows) if isinstance(rows, list) else rows
+        row |= {"algorithm": algorithm, "params": params}
+        table.append(row)
+        print(f"  {algorithm:28s} ndcg={row['ndcg']:.4f} fit={row['fit_seconds']:.1f}s",
+              flush=True)
+
+    # ---- peers ----------------------------------------------------------------------
+    add("peer: popularity", run_peer(PeerPopular, train, test, k), "")
+    knn_k = tune("implicit item-kNN K", [20, 50, 100, 200],
+                 lambda K: run_peer(lambda: PeerImplicit("knn", K=K), fit_tr, val, k))
+    add("peer: implicit item-kNN", run_peer(lambda: PeerImplicit("knn", K=knn_k), train, test, k),
+        f"K={knn_k}")
+    als_grid = [{"factors": f, "regularization": r, "alpha": a}
+                for f in (64, 128) for r in (0.01, 0.1) for a in (1.0, 10.0)]
+    als_p = tune("implicit ALS", als_grid, lambda p: run_peer(
+        lambda: PeerImplicit("als", random_state=0, **p), fit_tr, val, k))
+    add("peer: implicit ALS", [run_peer(lambda: PeerImplicit("als", random_state=s, **als_p),
+                                        train, test, k) for s in seeds], str(als_p))
+    lams = [100.0, 200.0, 300.0, 500.0]
+    lam = tune("peer EASE lambda", lams, lambda v: run_peer(lambda: PeerEASE(v), fit_tr, val, k))
+    add("peer: EASE (numpy)", run_peer(lambda: PeerEASE(lam), train, test, k), f"lambda={lam}")
+    best_peer = max(r["ndcg"] for r in table)
+
+    # ---- ours -----------------------------------------------------------------------
+    add("popular", run_ours(lambda: build_engine("popular"), train, test, k)[0], "")
+    ours_k = tune("itemknn k", [20, 50, 100, 200], lambda v: run_ours(
+        lambda: build_engine("itemknn", k=v), fit_tr, val, k)[0])
+    add("itemknn", run_ours(lambda: build_engine("itemknn", k=ours_k), train, test, k)[0],
+        f"k={ours_k}")
+    add("cooccurrence", run_ours(lambda: build_engine("cooccurrence", k=ours_k), train, test,
+                                 k)[0], f"k={ours_k}, jaccard")
+    ease_lam = tune("EASE regularization", lams, lambda v: run_ours(
+        lambda: build_engine("ease", regularization=v), fit_tr, val, k)[0])
+    add("ease", run_ours(lambda: build_engine("ease", regularization=ease_lam), train, test,
+                         k)[0], f"regularization={ease_lam}")
+    our_als = [{"factors": f, "regularization": r, "alpha": a}
+               for f in (64, 128) for r in (0.05, 1.0) for a in (2.0, 10.0)]
+    our_als_p = tune("ALS", our_als, lambda p: run_ours(
+        lambda: build_engine("als", **p), fit_tr, val, k)[0])
+    add("als", [run_ours(lambda: build_engine("als", random_state=s, **our_als_p), train, test,
+                         k)[0] for s in seeds], str(our_als_p))
+    add("temporal_ease", run_ours(lambda: build_engine("temporal_ease", regularization=ease_lam),
+                                  train, test, k, timestamps=T)[0],
+        f"regularization={ease_lam}")
+    add("content", run_ours(lambda: build_engine("content"), train, test, k,
+                            item_features=features)[0], "")
+    deep_p = dict(args.deep_params)
+    if "l2" not in deep_p:
+        deep_p["l2"] = tune("two_tower l2", [3e-4, 3e-3], lambda v: run_ours(
+            lambda: build_engine("two_tower", **(deep_p | {"l2": v})), fit_tr, val, k,
+            item_features=features, timestamps=T_tr)[0])
+    add("two_tower (deep)", [run_ours(lambda: build_engine("two_tower", random_state=s, **deep_p),
+                                      train, test, k, item_features=features, timestamps=T)[0]
+                             for s in seeds],
+        str(deep_p))
+    # recency of the user's rows (data helper, decay="per_user"), tuned on validation
+    half_lives = [None, 7.0, 30.0, 90.0, 365.0]
+    ease_val = build_engine("ease", regularization=ease_lam).fit(fit_tr)
+    users_val = np.flatnonzero(val.getnnz(axis=1) > 0)
+
+    def recency_score(h):
+        rows = fit_tr if h is None else decayed(T_tr, h)
+        recs, _ = ease_val.recommend_batch(users_val, rows[users_val], n=k)
+        return evaluate_recs(recs, val, users_val, fit_tr, k)
+
+    half_life = tune("row recency half-life (days)", half_lives, recency_score)
+    rows = train if half_life is None else decayed(T, half_life)
+    add("ease + recency rows", run_ours(lambda: build_engine("ease", regularization=ease_lam),
+                                        train, test, k, rows=rows)[0],
+        f"regularization={ease_lam}, half_life_days={half_life}")
+    components = [{"engine": "temporal_ease", "params": {"regularization": ease_lam}},
+                  {"engine": "ease", "params": {"regularization": ease_lam}},
+                  {"engine": "itemknn", "params": {"k": ours_k, "binarize": True}},
+                  {"engine": "content", "params": {}}]
+    if not args.no_deep_in_hybrid:
+        components.append({"engine": "two_tower", "params": deep_p})
+    hybrids = []
+    for s in seeds:
+        comps = [c if c["engine"] != "two_tower" else
+                 {"engine": "two_tower", "params": deep_p | {"random_state": s}}
+                 for c in components]
+        res, model = run_ours(lambda: build_engine("hybrid", components=comps,
+                                                   random_state=s), rows, test, k, rows=rows,
+                              item_features=features, timestamps=T)
+        hybrids.append(res)
+        print(f"    hybrid weights {dict(zip(model.component_names_, model.weights_.round(2)))}")
+    add("hybrid (+ recency rows)", hybrids,
+        f"components={[c['engine'] for c in components]}, half_life_days={half_life}")
+    for row in table:
+        row["vs_best_peer"] = row["ndcg"] / best_peer
+    return {"dataset": name, "info": info, "table": table, "best_peer_ndcg": best_peer}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--datasets", nargs="+", default=["ml-latest-small", "online-retail"],
+                        choices=sorted(LOADERS))
+    parser.add_argument("--data-dir", type=Path, default=DATASETS)
+    parser.add_argument("--k", type=int, default=10)
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--deep-params", type=json.loads, default={},
+                        help='JSON dict of TwoTower parameters, e.g. \'{"epochs": 30}\'')
+    parser.add_argument("--no-deep-in-hybrid", action="store_true")
+    parser.add_argument("--json", type=Path, help="also write the results as JSON")
+    args = parser.parse_args(argv)
+    results = [run_dataset(name, args) for name in args.datasets]
+    for res in results:
+        print(f"\n### {res['dataset']} ({res['info']}), @{args.k}\n")
+        print(format_table(res["table"], COLUMNS + ["vs_best_peer"]))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1, default=str))
+
+
+if __name__ == "__main__":
+    main()

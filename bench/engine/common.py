@@ -1,0 +1,162 @@
+"""Shared benchmark helpers: dataset loaders, the temporal split and the peer baselines.
+
+Datasets are read from ``datasets/`` in the repository (never from ``../shared``).
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import os
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+from recommender.engine.evaluation import split_interactions
+
+ROOT = Path(__file__).resolve().parents[2]
+DATASETS = ROOT / "datasets"
+
+
+def _dedupe_first(users, items, ts):
+    """Keep each (user, item) pair once, at its first timestamp."""
+    key = users.astype(np.int64) * (items.max() + 1) + items
+    order = np.lexsort((ts, key))
+    first = order[np.r_[True, key[order][1:] != key[order][:-1]]]
+    first.sort()
+    return users[first], items[first], ts[first]
+
+
+def load_movielens(path=DATASETS / "ml-latest-small"):
+    """All ratings as binary interactions, plus titles, genres and tags per movie."""
+    path = Path(path)
+    with open(path / "ratings.csv", encoding="utf-8", newline="") as fh:
+        rows = list(csv.reader(fh))[1:]
+    u_raw = np.array([int(r[0]) for r in rows])
+    i_raw = np.array([int(r[1]) for r in rows])
+    ts = np.array([float(r[3]) for r in rows])
+    titles, genres = {}, {}
+    with open(path / "movies.csv", encoding="utf-8", newline="") as fh:
+        for r in list(csv.reader(fh))[1:]:
+            titles[int(r[0])] = r[1]
+            genres[int(r[0])] = r[2].replace("|", ",") if r[2] != "(no genres listed)" else ""
+    tags: dict = {}
+    with open(path / "tags.csv", encoding="utf-8", newline="") as fh:
+        for r in list(csv.reader(fh))[1:]:
+            tags.setdefault(int(r[1]), []).append(r[2])
+    item_ids = np.array(sorted(set(titles) | set(i_raw.tolist())))
+    users = np.unique(u_raw, return_inverse=True)[1]
+    items = np.searchsorted(item_ids, i_raw)
+    features = {"title": [titles.get(i, "") for i in item_ids],
+                "category": [genres.get(i, "") for i in item_ids],
+                "tags": [",".join(tags.get(i, [])) for i in item_ids]}
+    # genres are a list: treat them as tags so each genre is its own token
+    features["tags"] = [",".join(filter(None, (g, t))) for g, t in
+                        zip(features.pop("category"), features["tags"])]
+    return _dedupe_first(users, items, ts) + (len(item_ids), features)
+
+
+def load_online_retail(path=DATASETS / "online-retail" / "online_retail.csv.gz"):
+    """Purchases of identified customers (no cancellations, quantity > 0), binary."""
+    users, items, ts, desc = [], [], [], {}
+    with io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="") as fh:
+        reader = csv.DictReader(fh)
+        for r in reader:
+            if not r["CustomerID"] or r["InvoiceNo"].startswith("C") or int(r["Quantity"]) <= 0:
+                continue
+            users.append(int(r["CustomerID"]))
+            items.append(r["StockCode"])
+            when = datetime.strptime(r["InvoiceDate"], "%Y-%m-%d %H:%M")
+            ts.append(when.replace(tzinfo=timezone.utc).timestamp())
+            if r["Description"] and r["StockCode"] not in desc:
+                desc[r["StockCode"]] = r["Description"]
+    item_ids, items = np.unique(np.array(items), return_inverse=True)
+    users = np.unique(np.array(users), return_inverse=True)[1]
+    features = {"title": [desc.get(i, "") for i in item_ids]}
+    return _dedupe_first(users, items, np.array(ts)) + (len(item_ids), features)
+
+
+LOADERS = {"ml-latest-small": load_movielens, "online-retail": load_online_retail}
+
+
+def temporal_split(users, items, ts, n_items, test_fraction=0.2, min_interactions=5):
+    """Per-user temporal split -> (train, test, train_timestamps) CSR matrices."""
+    mask = split_interactions(users, ts, test_fraction, min_interactions)
+    shape = (int(users.max()) + 1, n_items)
+    make = lambda m, v: sp.csr_matrix((v, (users[m], items[m])), shape=shape)  # noqa: E731
+    train = make(~mask, np.ones((~mask).sum(), np.float32)).astype(np.float32)
+    test = make(mask, np.ones(mask.sum(), np.float32)).astype(np.float32)
+    T = make(~mask, ts[~mask]).astype(np.float64)
+    for M in (train, test, T):
+        M.sort_indices()
+    return train, test, T
+
+
+# -- peers --------------------------------------------------------------------------
+class PeerEASE:
+    """Textbook numpy EASE (Steck 2019), the strongest peer."""
+
+    def __init__(self, lam=300.0):
+        self.lam = lam
+
+    def fit(self, X):
+        G = (X.T @ X).toarray().astype(np.float64)
+        G[np.diag_indices_from(G)] += self.lam
+        P = np.linalg.inv(G)
+        self.B = (P / -np.diag(P)).astype(np.float32)
+        np.fill_diagonal(self.B, 0.0)
+        return self
+
+    def recommend_batch(self, users, rows, n):
+        scores = np.asarray(rows @ self.B)
+        r = np.repeat(np.arange(rows.shape[0]), np.diff(rows.indptr))
+        scores[r, rows.indices] = -np.inf
+        top = np.argpartition(-scores, n, axis=1)[:, :n]
+        order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1)
+        return np.take_along_axis(top, order, axis=1)
+
+
+class PeerImplicit:
+    """Wrapper over the `implicit` library (ALS or cosine item-kNN)."""
+
+    def __init__(self, kind="als", **params):
+        self.kind, self.params = kind, params
+
+    def fit(self, X):
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+        from implicit.als import AlternatingLeastSquares
+        from implicit.nearest_neighbours import CosineRecommender
+
+        if self.kind == "als":
+            self.model = AlternatingLeastSquares(**self.params, num_threads=2)
+        else:
+            self.model = CosineRecommender(**self.params, num_threads=2)
+        self.model.fit(sp.csr_matrix(X), show_progress=False)
+        return self
+
+    def recommend_batch(self, users, rows, n):
+        ids, _ = self.model.recommend(np.asarray(users), sp.csr_matrix(rows), N=n,
+                                      filter_already_liked_items=True)
+        return np.asarray(ids)
+
+
+class PeerPopular:
+    def fit(self, X):
+        self.pop = X.getnnz(axis=0).astype(np.float32)
+        return self
+
+    def recommend_batch(self, users, rows, n):
+        scores = np.tile(self.pop, (rows.shape[0], 1))
+        r = np.repeat(np.arange(rows.shape[0]), np.diff(rows.indptr))
+        scores[r, rows.indices] = -np.inf
+        return np.argsort(-scores, axis=1, kind="stable")[:, :n]
+
+
+def timed(fn, *args, **kwargs):
+    start = time.perf_counter()
+    out = fn(*args, **kwargs)
+    return out, time.perf_counter() - start
