@@ -102,6 +102,7 @@ def redis_cache(settings):
 
 @pytest.mark.django_db
 def test_prerendered_responses_through_redis(redis_cache, shelf, alice, publish):
+    from recommender import served
     from recommender.api import response_cache
 
     publish("for_user", "hybrid", {alice: ranked(shelf[4:8])})
