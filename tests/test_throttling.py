@@ -1,0 +1,56 @@
+"""Throttles count in Redis with one INCR per request, and fall back to DRF's history elsewhere."""
+
+import os
+
+import pytest
+from django.core.cache import cache
+from django.test import override_settings
+from rest_framework.test import APIClient
+
+URL = "/recommender/api/events/"
+REDIS = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/12")
+
+
+@pytest.fixture
+def redis_cache(settings):
+    import redis
+
+    try:
+        redis.Redis.from_url(REDIS).ping()
+    except Exception:
+        if os.environ.get("REQUIRE_SERVICES") == "1":
+            pytest.fail(f"Redis is not reachable at {REDIS}")
+        pytest.skip(f"needs Redis at {REDIS}")
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS,
+                                   "KEY_PREFIX": "throttle-test"}}
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@pytest.mark.django_db
+def test_redis_fixed_window_counts_and_refuses(redis_cache, catalog, alice):
+    import redis
+
+    api = APIClient()
+    api.force_authenticate(alice)
+    rates = {"events_anon": None, "events_user": "2/min"}
+    with override_settings(RECOMMENDER={"ITEM_MODEL": "shop.Product", "THROTTLE_RATES": rates}):
+        codes = [api.post(URL, {"item": catalog[0].pk, "event": "view"}, format="json").status_code
+                 for _ in range(3)]
+        refused = api.post(URL, {"item": catalog[0].pk, "event": "view"}, format="json")
+    assert codes == [201, 201, 429]
+    assert 0 < int(refused["Retry-After"]) <= 61
+    counters = [k for k in redis.Redis.from_url(REDIS).keys("*throttle*") if b"events_user" in k]
+    assert len(counters) == 1 and 0 < redis.Redis.from_url(REDIS).ttl(counters[0]) <= 61
+
+
+@pytest.mark.django_db
+def test_unlimited_scope_is_not_counted(redis_cache, catalog, alice):
+    api = APIClient()
+    api.force_authenticate(alice)
+    rates = {"events_anon": None, "events_user": None}
+    with override_settings(RECOMMENDER={"ITEM_MODEL": "shop.Product", "THROTTLE_RATES": rates}):
+        codes = {api.post(URL, {"item": catalog[0].pk, "event": "view"}, format="json").status_code
+                 for _ in range(5)}
+    assert codes == {201}
