@@ -100,9 +100,9 @@ def refresh_chunk(algorithm, run_id, kind, start, stop):
         for row, user in enumerate(users):
             skip = excluded.get(int(user_ids[user]), ())
             picks = [(i, s) for i, s in zip(idx[row], scores[row], strict=True) if i >= 0 and i not in skip][:n]
+            because = _because(model, user, matrix, [i for i, _s in picks[:EXPLAIN_TOP]], item_ids)
             lists[int(user_ids[user])] = [
-                [int(item_ids[i]), round(float(s), 6),
-                 _because(model, user, matrix, i, item_ids) if rank < EXPLAIN_TOP else None]
+                [int(item_ids[i]), round(float(s), 6), because[rank] if rank < len(because) else None]
                 for rank, (i, s) in enumerate(picks)]
     else:
         for item in range(start, stop):
@@ -127,10 +127,12 @@ def _items(idx, scores, item_ids, because=None):
             for i, s in zip(np.ravel(idx), np.ravel(scores), strict=True) if i >= 0 and np.isfinite(s)]
 
 
-def _because(model, user, matrix, item, item_ids):
-    """The user's item that contributed most to recommending ``item`` (None if unknown)."""
+def _because(model, user, matrix, items, item_ids):
+    """For each of ``items``, the user's item that contributed most (None if unknown)."""
+    if not items:
+        return []
     try:
-        reasons = model.explain(int(user), matrix[int(user)], int(item), n=1)
+        reasons = model.explain_many(int(user), matrix[int(user)], items, n=1)
     except (NotImplementedError, ValueError):
-        return None
-    return int(item_ids[reasons[0][0]]) if reasons else None
+        return [None] * len(items)
+    return [int(item_ids[r[0][0]]) if r else None for r in reasons]

@@ -83,6 +83,7 @@ def check_interactions(interactions, name: str = "interactions") -> sp.csr_matri
                              f"got {type(interactions).__name__}.")
     X = sp.csr_matrix(interactions, dtype=np.float32)
     X.sum_duplicates()
+    X.eliminate_zeros()  # a stored zero is no interaction (and must not count as seen)
     X.sort_indices()
     if X.nnz and not np.all(np.isfinite(X.data)):
         raise ValueError(f"{name} contains NaN or infinite weights.")
@@ -359,6 +360,37 @@ class RecommenderBase(abc.ABC):
         contrib = self._explain_contributions(row, i)
         order = np.argsort(-contrib, kind="stable")[:n]
         return [(int(row.indices[o]), float(contrib[o])) for o in order if contrib[o] > 0]
+
+    def explain_many(self, user_index: int, user_items: sp.csr_matrix, item_indices,
+                     n: int = 1) -> list[list[tuple[int, float]]]:
+        """:meth:`explain` for several recommended items of one user at once.
+
+        Item-based engines compute all contributions with one slice of their item-item
+        matrix, which is what refreshing served lists for millions of users needs.
+
+        Returns
+        -------
+        list of lists of (int, float)
+            One :meth:`explain` answer per item of ``item_indices``.
+        """
+        self._check_fitted()
+        items = np.asarray(item_indices, dtype=np.int64).reshape(-1)
+        for i in items:
+            self._check_item(int(i))
+        row = self._check_user_items(user_items, 1)
+        if row.nnz == 0 or not len(items):
+            return [[] for _i in items]
+        C = np.asarray(self._explain_matrix(row, items), dtype=np.float64).reshape(row.nnz, len(items))
+        out = []
+        for col in range(len(items)):
+            contrib = C[:, col]
+            order = np.argsort(-contrib, kind="stable")[:n]
+            out.append([(int(row.indices[o]), float(contrib[o])) for o in order if contrib[o] > 0])
+        return out
+
+    def _explain_matrix(self, row: sp.csr_matrix, items: np.ndarray) -> np.ndarray:
+        """Contributions of the row's items (rows) to each of ``items`` (columns)."""
+        return np.column_stack([self._explain_contributions(row, int(i)) for i in items])
 
     def _explain_contributions(self, row: sp.csr_matrix, item_index: int) -> np.ndarray:
         sims = np.asarray(self._similarity_row(item_index), dtype=np.float32).reshape(-1)

@@ -202,6 +202,7 @@ class ContentBased(RecommenderBase):
         F, vec = item_feature_matrix(item_features, self.n_items_, self.field_weights,
                                      self.min_df)
         self.item_vectors_ = F
+        self._item_vectors_t = None
         self.vectorizer_ = vec
         pop = np.log1p(self.item_popularity_.astype(np.float64))
         self.prior_ = (pop / max(pop.max(), 1e-12)).astype(np.float32)
@@ -212,14 +213,25 @@ class ContentBased(RecommenderBase):
             sums = np.asarray(abs(R).sum(axis=1)).ravel()
             R = sp.diags(1.0 / np.maximum(sums, 1e-12)).astype(np.float32) @ R
         profiles = R @ self.item_vectors_
-        scores = (profiles @ self.item_vectors_.T).toarray()
+        scores = (profiles @ self._vectors_t()).toarray()
         if self.popularity_weight:
             scores += self.popularity_weight * self.prior_
         return scores
 
+    def _vectors_t(self) -> sp.csr_matrix:
+        """Cached CSR transpose of the item vectors (derived, so not saved)."""
+        cached = getattr(self, "_item_vectors_t", None)
+        if cached is None or cached.shape[1] != self.item_vectors_.shape[0]:
+            cached = self._item_vectors_t = sp.csr_matrix(self.item_vectors_.T)
+        return cached
+
     def _similarity_row(self, item_index):
-        return (self.item_vectors_ @ self.item_vectors_[item_index].T).toarray().ravel()
+        return (self.item_vectors_[item_index] @ self._vectors_t()).toarray().ravel()
 
     def _explain_contributions(self, row, item_index):
         sims = (self.item_vectors_[row.indices] @ self.item_vectors_[item_index].T)
         return row.data * sims.toarray().ravel()
+
+    def _explain_matrix(self, row, items):
+        sims = (self.item_vectors_[row.indices] @ self.item_vectors_[items].T).toarray()
+        return row.data[:, None] * sims

@@ -70,8 +70,8 @@ class Hybrid(RecommenderBase):
     ----------
     components : list or None, default None
         Engine names or ``{"engine": name, "params": {...}}`` dicts. ``None`` picks
-        EASE (or ALS above 20,000 items), ItemKNN, and ContentBased when
-        ``item_features`` are given.
+        EASE (plus TemporalEASE when ``timestamps=`` are given; ALS instead above 20,000
+        items), ItemKNN, and ContentBased when ``item_features`` are given.
     weights : list of float or None, default None
         Fixed blend weights; ``None`` tunes them on a validation split.
     normalization : {"zscore", "minmax"}, default "zscore"
@@ -112,10 +112,14 @@ class Hybrid(RecommenderBase):
             for c in self.components:
                 _spec(c)
 
-    def _specs(self, n_items: int, item_features) -> list[tuple[str, dict]]:
+    def _specs(self, n_items: int, item_features, timestamps=None) -> list[tuple[str, dict]]:
         if self.components is not None:
             return [_spec(c) for c in self.components]
-        specs = [("ease", {}) if n_items <= 20_000 else ("als", {}), ("itemknn", {})]
+        if n_items > 20_000:
+            specs = [("als", {})]
+        else:
+            specs = [("ease", {})] + ([("temporal_ease", {})] if timestamps is not None else [])
+        specs.append(("itemknn", {}))
         if item_features is not None:
             specs.append(("content", {}))
         return specs
@@ -125,7 +129,7 @@ class Hybrid(RecommenderBase):
         return [build_engine(name, **params) for name, params in specs]
 
     def _fit(self, X, item_features=None, timestamps=None, validation=None, **kwargs):
-        specs = self._specs(self.n_items_, item_features)
+        specs = self._specs(self.n_items_, item_features, timestamps)
         self.component_names_ = [name for name, _ in specs]
         if self.weights is not None:
             if len(self.weights) != len(specs):
@@ -163,9 +167,16 @@ class Hybrid(RecommenderBase):
         if len(users) > cap:
             users = np.sort(rng.choice(users, cap, replace=False))
         seen, tgt = train[users], target[users]
+        fit_kwargs = dict(kwargs)
+        if timestamps is not None and validation is None:
+            T = sp.csr_matrix(timestamps).multiply(train != 0).tocsr()
+            T.sort_indices()
+            fit_kwargs["timestamps"] = T
+        elif timestamps is not None:
+            fit_kwargs["timestamps"] = timestamps
         blocks = []
         for engine in self._build(specs):
-            engine.fit(train, item_features=item_features, **kwargs)
+            engine.fit(train, item_features=item_features, **fit_kwargs)
             blocks.append(_normalise(engine._scores_with_fallback(users, seen),
                                      self.normalization))
         k = min(self.k, self.n_items_)
@@ -209,10 +220,14 @@ class Hybrid(RecommenderBase):
         return np.zeros(self.n_items_, dtype=np.float32)
 
     def _explain_contributions(self, row, item_index):
-        total = np.zeros(row.nnz, dtype=np.float32)
+        return self._explain_matrix(row, np.array([item_index]))[:, 0]
+
+    def _explain_matrix(self, row, items):
+        # each component's contributions scaled to [-1, 1] per recommended item, then blended
+        total = np.zeros((row.nnz, len(items)), dtype=np.float32)
         for w, engine in zip(self.weights_, self.engines_):
             if w:
-                c = np.asarray(engine._explain_contributions(row, item_index), np.float32)
-                scale = np.abs(c).max()
-                total += w * (c / scale if scale > 0 else c)
+                c = np.asarray(engine._explain_matrix(row, items), np.float32).reshape(row.nnz, len(items))
+                scale = np.abs(c).max(axis=0)
+                total += w * np.divide(c, scale, out=np.zeros_like(c), where=scale > 0)
         return total

@@ -40,6 +40,11 @@ class ItemItemRecommender(RecommenderBase):
         col = self.similarity_[:, item_index].toarray().ravel()
         return row.data * col[row.indices]
 
+    def _explain_matrix(self, row, items):
+        # rows of the user's items (a fast CSR row slice), then the few wanted columns
+        sub = self.similarity_[row.indices][:, items].toarray()
+        return row.data[:, None] * sub
+
 
 class ItemKNN(ItemItemRecommender):
     """Cosine item-to-item nearest neighbours ("similar items").
@@ -69,18 +74,21 @@ class ItemKNN(ItemItemRecommender):
             X = X.copy()
             X.data[:] = 1.0
         norms = column_norms(X)
+        # both operands CSR once, so no block converts the whole matrix again
         if self.shrinkage:
-            XT = sp.csr_matrix(X.T)
+            Xc = sp.csr_matrix(X)
+            XT = sp.csr_matrix(Xc.T)
 
             def compute(start, stop):
-                dots = (XT[start:stop] @ XT.T).toarray()
+                dots = (XT[start:stop] @ Xc).toarray()
                 denom = np.outer(norms[start:stop], norms) + self.shrinkage
                 return dots * safe_inverse(denom)
         else:
-            XT = sp.csr_matrix(scale_columns(X, safe_inverse(norms)).T)
+            Xc = scale_columns(X, safe_inverse(norms))
+            XT = sp.csr_matrix(Xc.T)
 
             def compute(start, stop):
-                return XT[start:stop] @ XT.T
+                return XT[start:stop] @ Xc
         self.similarity_ = blockwise_topk(compute, self.n_items_, self.n_items_, self.k)
 
 
@@ -114,23 +122,25 @@ class Cooccurrence(ItemItemRecommender):
         B.data = (B.data > 0).astype(np.float32)
         B.eliminate_zeros()
         BT = sp.csr_matrix(B.T)
+        Bc = sp.csr_matrix(B)
         counts = np.asarray(B.sum(axis=0), dtype=np.float64).ravel()
         n_users = max(self.n_users_, 1)
         kind = self.similarity
 
         def compute(start, stop):
-            C = (BT[start:stop] @ BT.T).toarray().astype(np.float64)
-            C[C < self.min_count] = 0.0
-            ci = counts[start:stop, None]
-            cj = counts[None, :]
+            # normalise only the non-zero co-counts of this block of items
+            C = (BT[start:stop] @ Bc).tocoo()
+            r, c, v = C.row, C.col, C.data.astype(np.float64)
+            v[v < self.min_count] = 0.0
+            ci, cj = counts[start + r], counts[c]
             if kind == "jaccard":
-                return C * safe_inverse(ci + cj - C)
-            if kind == "cosine":
-                return C * safe_inverse(np.sqrt(ci * cj))
-            if kind == "lift":
-                return C * n_users * safe_inverse(ci * cj)
-            if kind == "conditional":
-                return C * safe_inverse(np.broadcast_to(ci, C.shape))
-            return C
+                v = v * safe_inverse(ci + cj - v)
+            elif kind == "cosine":
+                v = v * safe_inverse(np.sqrt(ci * cj))
+            elif kind == "lift":
+                v = v * n_users * safe_inverse(ci * cj)
+            elif kind == "conditional":
+                v = v * safe_inverse(ci)
+            return sp.csr_matrix((v, (r, c)), shape=C.shape)
 
         self.similarity_ = blockwise_topk(compute, self.n_items_, self.n_items_, self.k)
