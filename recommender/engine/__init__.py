@@ -22,7 +22,7 @@ from recommender.engine.als import ALS
 from recommender.engine.base import NotFittedError, RecommenderBase
 from recommender.engine.content import ContentBased, ItemContentVectorizer
 from recommender.engine.data import build_interaction_matrix
-from recommender.engine.ease import EASE
+from recommender.engine.ease import EASE, TemporalEASE
 from recommender.engine.hybrid import Hybrid
 from recommender.engine.neighbors import Cooccurrence, ItemKNN
 from recommender.engine.popular import Popular, Trending
@@ -30,7 +30,7 @@ from recommender.engine.popular import Popular, Trending
 __all__ = [
     "ALS", "EASE", "ENGINES", "Cooccurrence", "ContentBased", "Hybrid",
     "ItemContentVectorizer", "ItemKNN", "NotFittedError", "Popular", "RecommenderBase",
-    "TwoTower", "Trending", "build_engine", "build_interaction_matrix", "get_engine_class",
+    "TemporalEASE", "TwoTower", "Trending", "build_engine", "build_interaction_matrix", "get_engine_class",
 ]
 
 #: Registry of engine names -> dotted class paths (the deep engine is imported lazily).
@@ -40,6 +40,7 @@ ENGINES = {
     "itemknn": "recommender.engine.neighbors.ItemKNN",
     "cooccurrence": "recommender.engine.neighbors.Cooccurrence",
     "ease": "recommender.engine.ease.EASE",
+    "temporal_ease": "recommender.engine.ease.TemporalEASE",
     "als": "recommender.engine.als.ALS",
     "content": "recommender.engine.content.ContentBased",
     "two_tower": "recommender.engine.deep.TwoTower",

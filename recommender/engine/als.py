@@ -94,7 +94,7 @@ class ALS(RecommenderBase):
         Latent dimensions (>= 1).
     regularization : float, default 0.05
         L2 penalty on the factors (>= 0).
-    alpha : float, default 10.0
+    alpha : float, default 2.0
         Confidence scale: ``c = 1 + alpha * weight`` (> 0).
     iterations : int, default 15
         Alternating sweeps (>= 1).
@@ -105,7 +105,7 @@ class ALS(RecommenderBase):
     """
 
     def __init__(self, *, factors: int = 64, regularization: float = 0.05,
-                 alpha: float = 10.0, iterations: int = 15, cg_steps: int = 3,
+                 alpha: float = 2.0, iterations: int = 15, cg_steps: int = 3,
                  random_state: int = 0):
         self.factors = factors
         self.regularization = regularization
@@ -131,6 +131,9 @@ class ALS(RecommenderBase):
         for _ in range(self.iterations):
             U = _solve_all(X, V, U, self.alpha, self.regularization, self.cg_steps)
             V = _solve_all(XT, U, V, self.alpha, self.regularization, self.cg_steps)
+        # rows without data keep only their random start: zero them so they never match
+        U[np.diff(X.indptr) == 0] = 0.0
+        V[np.diff(XT.indptr) == 0] = 0.0
         self.user_factors_ = U
         self.item_factors_ = V
 

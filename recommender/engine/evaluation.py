@@ -262,10 +262,13 @@ def evaluate_csv(interactions_path, test_path=None, items_path=None, k: int = 10
     if test_ev is None:
         mask = split_interactions(u, ts, test_fraction, min_interactions)
         tu, ti, tw = u[mask], i[mask], w[mask]
-        u, i, w = u[~mask], i[~mask], w[~mask]
+        u, i, w, ts = u[~mask], i[~mask], w[~mask], ts[~mask]
     else:
         tu, ti, tw, _ = events(test_ev)
-    train = sp.csr_matrix((w, (u, i)), shape=shape, dtype=np.float32)
+    from recommender.engine.data import build_interaction_matrix
+
+    train, stamps = build_interaction_matrix(u, i, w, ts, n_users=shape[0], n_items=shape[1],
+                                             return_timestamps=True)
     if binary:
         train.data[:] = 1.0
     test = sp.csr_matrix((np.ones(len(tu)), (tu, ti)), shape=shape, dtype=np.float32)
@@ -281,4 +284,6 @@ def evaluate_csv(interactions_path, test_path=None, items_path=None, k: int = 10
         if name in ("content", "two_tower") and features is None:
             continue
         engines[name] = build_engine(name, **((params or {}).get(name, {})))
-    return evaluate_engines(engines, train, test, k, item_features=features)
+    fit_kwargs = {"timestamps": stamps, "reference_time": float(ts.max()) if len(ts) else None}
+    return evaluate_engines(engines, train, test, k, fit_kwargs=fit_kwargs,
+                            item_features=features)
