@@ -116,6 +116,11 @@ def celery_workers(transactional_db, settings):
     factory = WorkerFactory(env)
     yield factory
     factory.stop()
+    # Connections of killed workers (or their pool children) must not outlive the test:
+    # the test database is dropped at the end of the session.
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                       "WHERE datname = current_database() AND pid <> pg_backend_pid()")
 
 
 @pytest.fixture

@@ -18,3 +18,7 @@ if os.environ.get("RECOMMENDER_TEST_OVERRIDES"):
     import json
 
     RECOMMENDER = {**RECOMMENDER, **json.loads(os.environ["RECOMMENDER_TEST_OVERRIDES"])}  # noqa: F405
+
+# Close connections at the end of each request: the live server's request threads must
+# not keep sessions open on the test database (it is dropped at the end of the run).
+DATABASES["default"]["CONN_MAX_AGE"] = 0  # noqa: F405
