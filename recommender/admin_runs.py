@@ -53,8 +53,8 @@ class TrainForm(forms.Form):
 
 @admin.register(TrainingRun)
 class TrainingRunAdmin(admin.ModelAdmin):
-    list_display = ["__str__", "algorithm", "status_badge", "progress_bar", "is_active", "ndcg",
-                    "duration_display", "n_interactions", "created", "requested_by"]
+    list_display = ["__str__", "status_badge", "progress_bar", "is_active", "ndcg", "duration_display",
+                    "created", "requested_by"]
     list_filter = ["algorithm", "status", "is_active"]
     ordering = ["-created", "-id"]
     actions = ["train_again", "activate_runs"]
