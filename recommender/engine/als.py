@@ -30,20 +30,27 @@ _BLOCK_VALUES = 4_000_000  # nnz x factors floats gathered per block
 
 
 def _cg_solve(C: sp.csr_matrix, Y: np.ndarray, YtY: np.ndarray, X0: np.ndarray,
-              alpha: float, regularization: float, steps: int) -> np.ndarray:
+              alpha: float, regularization: float, steps: int,
+              buffers: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """Run ``steps`` CG steps on every row of ``C`` (rows = users of a block).
 
     Solves ``(Y^T C_u Y + reg I) x_u = Y^T C_u p_u`` with ``C_u = I + alpha * diag(r_u)``.
+    ``buffers`` are two reusable (>= nnz) x k float32 arrays: fresh large arrays on
+    every step would cost more in page faults than the arithmetic.
     """
     k = Y.shape[1]
     A0 = (YtY + regularization * np.eye(k)).astype(np.float32)
     rows = np.repeat(np.arange(C.shape[0]), np.diff(C.indptr))
-    Yg = Y[C.indices]                                   # nnz x k
+    if buffers is None:
+        buffers = (np.empty((C.nnz, k), np.float32), np.empty((C.nnz, k), np.float32))
+    Yg, Pg = buffers[0][:C.nnz], buffers[1][:C.nnz]
+    np.take(Y, C.indices, axis=0, out=Yg)               # nnz x k
     conf_m1 = (alpha * C.data).astype(np.float32)       # c_ui - 1
     pattern = sp.csr_matrix((np.ones(C.nnz, np.float32), C.indices, C.indptr), shape=C.shape)
 
     def matvec(P):
-        s = conf_m1 * np.einsum("nk,nk->n", Yg, P[rows])
+        np.take(P, rows, axis=0, out=Pg)
+        s = conf_m1 * np.einsum("nk,nk->n", Yg, Pg)
         pattern.data = s
         return P @ A0 + pattern @ Y
 
@@ -76,11 +83,15 @@ def _solve_all(C: sp.csr_matrix, Y: np.ndarray, X: np.ndarray, alpha: float,
     n = C.shape[0]
     start = 0
     cum = C.indptr
+    size = min(max_nnz, C.nnz)
+    buffers = (np.empty((size, k), np.float32), np.empty((size, k), np.float32))
     while start < n:
         stop = int(np.searchsorted(cum, cum[start] + max_nnz, side="right")) - 1
         stop = min(max(stop, start + 1), n)
-        out[start:stop] = _cg_solve(C[start:stop], Y, YtY, X[start:stop], alpha,
-                                    regularization, steps)
+        block = C[start:stop]
+        bufs = buffers if block.nnz <= size else None  # one very long row: own buffers
+        out[start:stop] = _cg_solve(block, Y, YtY, X[start:stop], alpha, regularization,
+                                    steps, bufs)
         start = stop
     return out
 
