@@ -193,8 +193,8 @@ def train(run_id, refresh=True):
             train_t = _pattern_like(data.timestamps, train_x)
 
             def epochs(share, start):
-                def callback(epoch, total, logs=None):
-                    progress(start + share * (epoch + 1) / max(total, 1), f"epoch {epoch + 1}/{total}")
+                def callback(epoch, total, logs=None):  # epoch counts from 1 (engine contract)
+                    progress(start + share * epoch / max(total, 1), f"epoch {epoch}/{total}")
                 return callback
 
             model = build_engine(cls_path, **params)

@@ -218,3 +218,21 @@ def test_evaluate_reports_metrics_without_activating(settings_for, history):
     assert [row["algorithm"] for row in table] == ["popular", "itemknn"]
     assert all(0 <= row["ndcg"] <= 1 and row["fit_seconds"] >= 0 for row in table)
     assert not TrainingRun.objects.exists()
+
+
+@pytest.mark.django_db
+def test_deep_model_reports_each_epoch(settings_for, history,
+                                                                             monkeypatch):
+    from recommender import services as svc
+
+    settings_for(ALGORITHMS={"deep": {"class": "recommender.engine.deep.TwoTower", "params": {
+        "embedding_dim": 8, "hidden_dim": 8, "content_dim": 4, "epochs": 3, "batch_size": 4,
+        "patience": 3, "validation_fraction": 0.2}}})
+    messages = []
+    original = svc._Progress.__call__
+    monkeypatch.setattr(svc._Progress, "__call__",
+                        lambda self, fraction, message="": messages.append(message) or original(self, fraction, message))
+    run = services.train(run_of("deep").pk, refresh=False)
+    assert run.status == Status.SUCCEEDED, run.error
+    assert any(m.startswith("epoch 1/") for m in messages)  # live progress per epoch
+    assert (Path(run.artifact_path) / "model").is_dir()
