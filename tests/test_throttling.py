@@ -54,3 +54,21 @@ def test_unlimited_scope_is_not_counted(redis_cache, catalog, alice):
         codes = {api.post(URL, {"item": catalog[0].pk, "event": "view"}, format="json").status_code
                  for _ in range(5)}
     assert codes == {201}
+
+
+@pytest.mark.django_db
+def test_recommendations_fast_path_counts_in_the_same_round_trip(redis_cache, catalog, alice):
+    from recommender import served, serving
+
+    serving.connect()
+    served.publish("for_user", "hybrid", {alice.pk: [[catalog[1].pk, 0.9, None], [catalog[2].pk, 0.8, None]]})
+    api = APIClient()
+    api.force_login(alice)
+    rates = {"recommendations_user": "3/min"}
+    url = "/recommender/api/recommendations/"
+    with override_settings(RECOMMENDER={"ITEM_MODEL": "shop.Product", "THROTTLE_RATES": rates}):
+        responses = [api.get(url, {"limit": 2}) for _ in range(4)]
+    assert [r.status_code for r in responses] == [200, 200, 200, 429]
+    assert responses[1].content == responses[2].content  # served from the stored response
+    assert [r["item"] for r in responses[2].json()["results"]] == [catalog[1].pk, catalog[2].pk]
+    assert "Retry-After" in responses[3]

@@ -136,9 +136,19 @@ def recommendations_view(request, *args, **kwargs):
     if (request.method == "GET" and "user" not in request.GET and "format" not in request.GET
             and "text/html" not in request.META.get("HTTP_ACCEPT", "")):
         user = getattr(request, "user", None)
-        if user is not None and user.is_authenticated and _fast_user_allowed(request):
+        if user is not None and user.is_authenticated:
+            throttle = RecommendationsUserThrottle()
+            counter = throttle.counter_key(request, None)
+            if counter is None and not _fast_user_allowed(request):
+                return _drf_recommendations(request, *args, **kwargs)  # DRF answers the 429
             algorithm = request.GET.get("algorithm") or rec_settings.DEFAULT_ALGORITHM
-            found = response_cache.lookup(request, user.pk, algorithm)
+            # the response check and the throttle's count share one Redis round trip
+            found = response_cache.lookup(request, user.pk, algorithm, counter=counter,
+                                          counter_ttl=throttle.duration + 1 if counter else None)
+            if counter is not None:
+                if not throttle.judge(found.count):
+                    return _drf_recommendations(request, *args, **kwargs)  # counted again: a 429
+                request._recommender_throttled = True
             if found.body is not None:
                 response = HttpResponse(found.body, content_type="application/json")
                 patch_vary_headers(response, ("Accept",))

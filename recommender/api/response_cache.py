@@ -20,11 +20,23 @@ from recommender.conf import rec_settings
 #: A response whose page holds fallback items (history, trending) is kept this long only.
 SHORT_TIMEOUT = 60
 
-def mget(keys):
-    """Raw values of several cache keys (bytes with redis-py, objects otherwise), in order."""
+def mget(keys, counter=None, counter_ttl=None):
+    """Raw values of several cache keys (bytes with redis-py, objects otherwise), in order.
+
+    With ``counter`` (a raw Redis key), the same round trip also increments it (a
+    throttle's window) and the count is returned as a last element.
+    """
     cache, client = served.backend()
     if client is not None:
-        return client.mget([cache.make_key(key) for key in keys])
+        raw_keys = [cache.make_key(key) for key in keys]
+        if counter is None:
+            return client.mget(raw_keys)
+        pipe = client.pipeline(transaction=False)
+        pipe.mget(raw_keys)
+        pipe.incr(counter)
+        pipe.expire(counter, counter_ttl)
+        values, count, _ok = pipe.execute()
+        return [*values, count]
     found = cache.get_many(keys)
     return [found.get(key) for key in keys]
 
@@ -51,22 +63,23 @@ def response_key(request, user_pk):
 class Lookup:
     """The result of :func:`lookup`: the stored body if still valid, and what to store it under."""
 
-    __slots__ = ("key", "fingerprint", "body")
+    __slots__ = ("key", "fingerprint", "body", "count")
 
-    def __init__(self, key, fingerprint, body):
-        self.key, self.fingerprint, self.body = key, fingerprint, body
+    def __init__(self, key, fingerprint, body, count=None):
+        self.key, self.fingerprint, self.body, self.count = key, fingerprint, body, count
 
 
-def lookup(request, user_pk, algorithm):
+def lookup(request, user_pk, algorithm, counter=None, counter_ttl=None):
+    """The stored response, checked (and a throttle ``counter`` counted) in one round trip."""
     key = response_key(request, user_pk)
     values = mget([served.cache_key("for_user", algorithm, int(user_pk)), serving.ITEMS_TOKEN_KEY,
-                   serving.user_token_key(user_pk), key])
+                   serving.user_token_key(user_pk), key], counter=counter, counter_ttl=counter_ttl)
     fingerprint = _fingerprint(values[:3])
     stored = values[3]
     body = None
     if isinstance(stored, bytes) and stored[:len(fingerprint)] == fingerprint:
         body = stored[len(fingerprint):]
-    return Lookup(key, fingerprint, body)
+    return Lookup(key, fingerprint, body, values[4] if counter is not None else None)
 
 
 def store(found, body, timeout):

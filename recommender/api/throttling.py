@@ -21,23 +21,36 @@ class _SettingsRateMixin:
     def get_rate(self):
         return (rec_settings.THROTTLE_RATES or {}).get(self.scope)
 
+    def counter_key(self, request, view):
+        """The Redis key counting this request's window; None when not counted in Redis."""
+        if self.rate is None:
+            return None
+        cache, client = served.backend()
+        key = self.get_cache_key(request, view) if client is not None else None
+        if key is None:
+            return None
+        self.now = time.time()
+        return cache.make_key(f"{key}:{int(self.now // self.duration)}")
+
+    def judge(self, count):
+        """Whether a request that brought the window's count to ``count`` may pass."""
+        self.wait_time = self.duration - self.now % self.duration
+        return count <= self.num_requests
+
     def allow_request(self, request, view):
         if self.rate is None:
             return True
-        cache, client = served.backend()
-        if client is None:
-            return super().allow_request(request, view)
-        key = self.get_cache_key(request, view)
-        if key is None:
-            return True
-        now = time.time()
-        window = cache.make_key(f"{key}:{int(now // self.duration)}")
+        window = self.counter_key(request, view)
+        if window is None:
+            if served.backend()[1] is None:
+                return super().allow_request(request, view)
+            return True  # nothing identifies the client
+        _cache, client = served.backend()
         pipe = client.pipeline(transaction=False)
         pipe.incr(window)
         pipe.expire(window, self.duration + 1)
         count, _ok = pipe.execute()
-        self.wait_time = self.duration - now % self.duration
-        return count <= self.num_requests
+        return self.judge(count)
 
     def wait(self):
         if hasattr(self, "wait_time"):
