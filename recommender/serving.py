@@ -243,10 +243,11 @@ class _Pipeline:
         pending = list(sources)
         queue = []  # candidates read from sources, not yet fetched
         while len(results) < self.n and (queue or pending):
-            # Fetch a window a little larger than what is missing, so filtering still
-            # leaves n items; read the next source only when the queue runs short.
+            # Fetch a window a little larger than what is missing (filters rarely drop
+            # more than a few); fetch again if they did. Read the next source only when
+            # the queue runs short.
             missing = self.n - len(results)
-            window = 2 * missing + 4
+            window = missing + max(4, missing // 2)
             while pending and len(queue) < missing:
                 queue.extend(pending.pop(0)(self))
             pool, pooled = [], set()
