@@ -66,10 +66,12 @@ def main():
     from recommender.engine import build_engine
 
     t0 = time.perf_counter()
-    if not args.reuse:
+    if args.reuse:
+        print("measuring on the data of a previous run")
+    else:
         fill(args.users, args.items, args.interactions)
-    print(f"filled {args.users:,} users, {args.items:,} items, {args.interactions:,} interactions "
-          f"in {time.perf_counter() - t0:.0f}s (SQL)")
+        print(f"filled {args.users:,} users, {args.items:,} items, {args.interactions:,} interactions "
+              f"in {time.perf_counter() - t0:.0f}s (SQL)")
 
     t0 = time.perf_counter()
     data = load_interactions(log_damping=True, with_timestamps=True)
