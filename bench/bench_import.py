@@ -21,7 +21,7 @@ def rss_mb():
 
 def write_csv(path, rows, users, items, stock_codes):
     rng = random.Random(42)
-    start = dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc)
+    start = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
     weights = [1 / (i + 1) ** 0.8 for i in range(len(items))]
     picks = rng.choices(range(len(items)), weights=weights, k=rows)
     events = ["view"] * 6 + ["click"] * 2 + ["add_to_cart", "purchase"]

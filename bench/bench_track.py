@@ -7,7 +7,7 @@ import argparse
 import statistics
 import time
 
-from _django import setup, make_catalog
+from _django import make_catalog, setup
 
 
 def main():

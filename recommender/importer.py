@@ -75,7 +75,7 @@ def parse_timestamp(text, tz):
     if not text:
         raise ValueError("the timestamp is empty")
     if text.replace(".", "", 1).isdigit():
-        return dt.datetime.fromtimestamp(float(text), tz=dt.timezone.utc)
+        return dt.datetime.fromtimestamp(float(text), tz=dt.UTC)
     try:
         value = dt.datetime.fromisoformat(text)
     except ValueError:
@@ -302,7 +302,7 @@ def export_rows(queryset=None, *, item_field=None, user_field=None, chunk_size=5
     user_col = "user_id" if user_field in ("pk", "id") else f"user__{user_field}"
     item_col = "item_id" if item_field == "pk" else f"item__{item_field}"
     qs = qs.filter(user__isnull=False).order_by("timestamp", "id")
-    utc = dt.timezone.utc
+    utc = dt.UTC
     for user_id, item_id, event, value, ts in qs.values_list(
         user_col, item_col, "event", "value", "timestamp"
     ).iterator(chunk_size=chunk_size):

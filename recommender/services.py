@@ -185,7 +185,7 @@ def train(run_id, refresh=True):
                 raise TrainingError("There are no interactions to train on.")
             TrainingRun.objects.filter(pk=run.pk).update(
                 n_users=len(data.user_ids), n_items=len(data.item_ids), n_interactions=data.n_interactions,
-                data_cutoff=dt.datetime.fromtimestamp(data.cutoff, tz=dt.timezone.utc))
+                data_cutoff=dt.datetime.fromtimestamp(data.cutoff, tz=dt.UTC))
             features = item_features(data.item_ids)
             progress(0.1, "evaluating on held-out interactions")
             train_x, test_x = split_matrix(data.matrix, rec_settings.EVALUATION_FRACTION,

@@ -27,13 +27,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
+from common import DATASETS, LOADERS, PeerEASE, PeerImplicit, PeerPopular, temporal_split  # noqa: E402
 
-from common import (DATASETS, LOADERS, PeerEASE, PeerImplicit, PeerPopular,  # noqa: E402
-                    temporal_split)
 from recommender.engine import build_engine  # noqa: E402
 from recommender.engine.data import build_interaction_matrix  # noqa: E402
-from recommender.engine.evaluation import (METRICS, format_table, ranking_metrics,  # noqa: E402
-                                           split_matrix)
+from recommender.engine.evaluation import METRICS, format_table, ranking_metrics, split_matrix  # noqa: E402
 
 COLUMNS = ["algorithm", "ndcg", "precision", "recall", "f1", "map", "hit_rate", "coverage",
            "novelty", "fit_seconds", "params"]

@@ -27,8 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
 import scipy.sparse as sp  # noqa: E402
-
 from common import DATASETS, LOADERS  # noqa: E402
+
 from recommender.engine import build_engine  # noqa: E402
 from recommender.engine.evaluation import format_table, ranking_metrics  # noqa: E402
 

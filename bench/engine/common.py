@@ -10,7 +10,7 @@ import gzip
 import io
 import os
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -71,7 +71,7 @@ def load_online_retail(path=DATASETS / "online-retail" / "online_retail.csv.gz")
             users.append(int(r["CustomerID"]))
             items.append(r["StockCode"])
             when = datetime.strptime(r["InvoiceDate"], "%Y-%m-%d %H:%M")
-            ts.append(when.replace(tzinfo=timezone.utc).timestamp())
+            ts.append(when.replace(tzinfo=UTC).timestamp())
             if r["Description"] and r["StockCode"] not in desc:
                 desc[r["StockCode"]] = r["Description"]
     item_ids, items = np.unique(np.array(items), return_inverse=True)

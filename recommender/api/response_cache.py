@@ -15,7 +15,6 @@ import json
 from django.utils.translation import get_language
 
 from recommender import served, serving
-from recommender.conf import rec_settings
 
 #: A response whose page holds fallback items (history, trending) is kept this long only.
 SHORT_TIMEOUT = 60

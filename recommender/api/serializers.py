@@ -29,7 +29,7 @@ class EventSerializer(serializers.Serializer):
         try:
             return pk_field.to_python(value)
         except DjangoValidationError:
-            raise serializers.ValidationError(_("“%(value)s” is not a valid item key.") % {"value": value})
+            raise serializers.ValidationError(_("“%(value)s” is not a valid item key.") % {"value": value}) from None
 
     def validate_value(self, value):
         if value is not None and value != value:

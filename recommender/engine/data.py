@@ -18,7 +18,7 @@ from __future__ import annotations
 import csv
 import gzip
 import io
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from numbers import Integral, Real
 
 import numpy as np
@@ -138,7 +138,7 @@ def parse_timestamp(value: str) -> float:
         pass
     dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
     if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
+        dt = dt.replace(tzinfo=UTC)
     return dt.timestamp()
 
 

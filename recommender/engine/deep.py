@@ -29,8 +29,7 @@ from numbers import Integral, Real
 import numpy as np
 import scipy.sparse as sp
 
-from recommender.engine._keras import (_build_keras_model, _configure_tensorflow,
-                                       _item_tower_class)
+from recommender.engine._keras import _build_keras_model, _configure_tensorflow, _item_tower_class
 from recommender.engine.base import RecommenderBase, check_param
 
 __all__ = ["TwoTower"]

@@ -20,8 +20,7 @@ from numbers import Integral, Real
 import numpy as np
 import scipy.sparse as sp
 
-from recommender.engine._sparse import (blockwise_topk, column_norms, safe_inverse,
-                                        scale_columns)
+from recommender.engine._sparse import blockwise_topk, column_norms, safe_inverse, scale_columns
 from recommender.engine.base import RecommenderBase, check_param
 
 __all__ = ["Cooccurrence", "ItemKNN", "ItemItemRecommender"]

@@ -7,8 +7,16 @@ import pytest
 import scipy.sparse as sp
 
 from recommender.engine import ENGINES, NotFittedError, build_engine, get_engine_class
-from tests.engine.conftest import (BAD_PARAMS, COLD_ITEM, CONTENT_AWARE, ENGINE_PARAMS,
-                                   ITEMS, N_ITEMS, NON_PERSONALISED, fitted_engine)
+from tests.engine.conftest import (
+    BAD_PARAMS,
+    COLD_ITEM,
+    CONTENT_AWARE,
+    ENGINE_PARAMS,
+    ITEMS,
+    N_ITEMS,
+    NON_PERSONALISED,
+    fitted_engine,
+)
 
 ALL = sorted(ENGINES)
 

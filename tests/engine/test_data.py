@@ -5,8 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from recommender.engine.data import (build_interaction_matrix, parse_timestamp,
-                                     read_interactions_csv, read_items_csv)
+from recommender.engine.data import (
+    build_interaction_matrix,
+    parse_timestamp,
+    read_interactions_csv,
+    read_items_csv,
+)
 
 DAY = 86_400.0
 

@@ -9,9 +9,15 @@ import pytest
 import scipy.sparse as sp
 
 from recommender.engine import EASE, Popular
-from recommender.engine.evaluation import (evaluate_csv, evaluate_engine, evaluate_engines,
-                                           format_table, ranking_metrics, split_interactions,
-                                           split_matrix)
+from recommender.engine.evaluation import (
+    evaluate_csv,
+    evaluate_engine,
+    evaluate_engines,
+    format_table,
+    ranking_metrics,
+    split_interactions,
+    split_matrix,
+)
 
 
 def test_metrics_match_hand_computed_values():

@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from recommender.engine import (ALS, EASE, Cooccurrence, Hybrid, ItemKNN, Popular,
-                                TemporalEASE, Trending)
+from recommender.engine import ALS, EASE, Cooccurrence, Hybrid, ItemKNN, Popular, TemporalEASE, Trending
 from tests.engine.conftest import ITEMS, make_interactions
 
 

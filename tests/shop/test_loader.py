@@ -79,7 +79,7 @@ def test_loader_aggregates_lines_and_orders(retail_csv):
     load(retail_csv, "--no-admin")
     order = Order.objects.get(invoice_no="536365")
     assert order.user.username == "customer17850"
-    assert order.created == dt.datetime(2010, 12, 1, 8, 26, tzinfo=dt.timezone.utc)
+    assert order.created == dt.datetime(2010, 12, 1, 8, 26, tzinfo=dt.UTC)
     lines = {line.product.stock_code: (line.quantity, line.price) for line in order.lines.all()}
     assert lines == {"85123A": (8, Decimal("2.55")), "71053": (6, Decimal("3.39"))}
     assert order.total == Decimal("2.55") * 8 + Decimal("3.39") * 6

@@ -15,7 +15,7 @@ def _when(text):
         dt.datetime.fromisoformat(text) if len(text) == 10 else None)
     if value is None:
         raise CommandError(f"{text!r} is not a date or date-time")
-    return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
 class Command(BaseCommand):

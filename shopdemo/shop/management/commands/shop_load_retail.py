@@ -119,7 +119,7 @@ class RetailData:
 
 
 def parse_date(text):
-    return dt.datetime.strptime(text.strip()[:16], "%Y-%m-%d %H:%M").replace(tzinfo=dt.timezone.utc)
+    return dt.datetime.strptime(text.strip()[:16], "%Y-%m-%d %H:%M").replace(tzinfo=dt.UTC)
 
 
 class Command(BaseCommand):
