@@ -171,28 +171,30 @@ def _item(pk):
         raise Http404(_("No such item.")) from None
 
 
-class SimilarItemsView(_RecommendationView):
+class _ItemListView(_RecommendationView):
+    """A list about one item; ``recommend`` is the serving function that makes it."""
+
+    recommend = None
+
+    @extend_schema(parameters=[RecommendationQuerySerializer], responses=RecommendationPageSerializer)
+    def get(self, request, pk):
+        params = self.query(request)
+        recs = type(self).recommend(_item(pk), n=MAX_RESULTS, algorithm=params.get("algorithm"),
+                                    request=request, category=params.get("category"),
+                                    exclude=params.get("exclude", ()))
+        return self.page(request, recs, params)
+
+
+class SimilarItemsView(_ItemListView):
     """Items similar to an item ("Similar to X"), then popular items of its category."""
 
-    @extend_schema(parameters=[RecommendationQuerySerializer], responses=RecommendationPageSerializer)
-    def get(self, request, pk):
-        params = self.query(request)
-        recs = serving.similar_items(_item(pk), n=MAX_RESULTS, algorithm=params.get("algorithm"),
-                                     request=request, category=params.get("category"),
-                                     exclude=params.get("exclude", ()))
-        return self.page(request, recs, params)
+    recommend = staticmethod(serving.similar_items)
 
 
-class BoughtTogetherView(_RecommendationView):
+class BoughtTogetherView(_ItemListView):
     """Items customers bought together with an item."""
 
-    @extend_schema(parameters=[RecommendationQuerySerializer], responses=RecommendationPageSerializer)
-    def get(self, request, pk):
-        params = self.query(request)
-        recs = serving.bought_together(_item(pk), n=MAX_RESULTS, algorithm=params.get("algorithm"),
-                                       request=request, category=params.get("category"),
-                                       exclude=params.get("exclude", ()))
-        return self.page(request, recs, params)
+    recommend = staticmethod(serving.bought_together)
 
 
 class TrendingView(_RecommendationView):
