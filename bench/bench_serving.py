@@ -19,6 +19,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from importlib import import_module
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -38,7 +39,7 @@ def prepare(users, items, interactions, bench_users):
     redis.Redis.from_url(REDIS).flushdb()
     from bench_scale import fill
     from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, get_user_model
-    from django.contrib.sessions.backends.cached_db import SessionStore
+    from django.conf import settings
 
     from recommender import served
     from shopdemo.shop.models import Product
@@ -58,6 +59,7 @@ def prepare(users, items, interactions, bench_users):
     served.publish("popular", "popular", {0: a_list()})
     served.publish("similar", "itemknn", {pk: a_list() for pk in item_pks[:2000]})
     served.publish("bought_together", "cooccurrence", {pk: a_list() for pk in item_pks[:2000]})
+    SessionStore = import_module(settings.SESSION_ENGINE).SessionStore
     cookies = []
     for user in people:
         session = SessionStore()

@@ -103,6 +103,12 @@ DEFAULTS = {
     # Cache alias and lifetime of served lists.
     "CACHE_ALIAS": "default",
     "CACHE_TIMEOUT": 24 * 3600,
+    # Seconds a logged-in user's auth record is cached, so the recommendations endpoint can
+    # check the session without querying the user (recommender.identity); None: off.
+    "AUTH_CACHE_TIMEOUT": 300,
+    # Seconds a rendered recommendation block is reused while its lists and items are
+    # unchanged (recommender.block_cache); None: off.
+    "BLOCK_CACHE_TIMEOUT": 3600,
     # Celery beat entries (crontab "minute hour day-of-month month day-of-week"; None: off),
     # installed by ``recommender.schedules.beat_schedule()`` in the site's Celery app.
     "SCHEDULE": {

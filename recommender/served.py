@@ -6,6 +6,7 @@ first. The cache holds the same list as pre-encoded JSON bytes under
 :func:`cache_key`, so a request can serve it without touching the database.
 """
 
+import hashlib
 import json
 
 from django.core.cache import caches
@@ -68,6 +69,51 @@ def get_many(keys):
     loads = cache._cache._serializer.loads
     raw = client.mget([cache.make_key(key) for key in keys])
     return {key: loads(value) for key, value in zip(keys, raw, strict=True) if value is not None}
+
+
+def mget_raw(keys, counter=None, counter_ttl=None):
+    """Raw values of several cache keys (bytes with redis-py, objects otherwise), in order.
+
+    With ``counter`` (a raw Redis key), the same round trip also increments it (a
+    throttle's window) and the count is returned as a last element.
+    """
+    cache, client = backend()
+    if client is not None:
+        raw_keys = [cache.make_key(key) for key in keys]
+        if counter is None:
+            return client.mget(raw_keys)
+        pipe = client.pipeline(transaction=False)
+        pipe.mget(raw_keys)
+        pipe.incr(counter)
+        pipe.expire(counter, counter_ttl)
+        values, count, _ok = pipe.execute()
+        return [*values, count]
+    found = cache.get_many(keys)
+    return [found.get(key) for key in keys]
+
+
+def fingerprint(values):
+    """A short digest (bytes) of raw cache values, telling whether any of them changed."""
+    digest = hashlib.blake2b(digest_size=10)
+    for value in values:
+        if value is None:
+            digest.update(b"\x00")
+            continue
+        if not isinstance(value, bytes):
+            value = str(value).encode()
+        digest.update(len(value).to_bytes(4, "big"))
+        digest.update(value)
+    return digest.hexdigest().encode()
+
+
+
+def set_raw(key, value, timeout):
+    """Store ``value`` (bytes) as is, so that :func:`mget_raw` returns the same bytes."""
+    cache, client = backend()
+    if client is not None:
+        client.set(cache.make_key(key), value, ex=timeout)
+    else:
+        cache.set(key, value, timeout)
 
 
 def publish(kind, algorithm, lists, run=None, batch_size=1000):

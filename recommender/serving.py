@@ -214,6 +214,21 @@ def recent_history(user=None, session_key=""):
 # Candidates, filters and reasons -----------------------------------------------------
 
 
+class Recommendations(list):
+    """A list of :class:`Recommendation`, with how it was made.
+
+    ``sources_read``: how many candidate sources were read; ``skipped``: the keys of
+    candidates passed over because they were excluded (before the list was full).
+    :mod:`recommender.block_cache` uses both to tell whether a block can be reused.
+    """
+
+    sources_read = 0
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.skipped = set()
+
+
 class _Pipeline:
     """Walks candidate sources in order and keeps the first ``n`` items that pass the rules.
 
@@ -239,7 +254,7 @@ class _Pipeline:
         return self.model._meta.get_field(name) if name else None
 
     def run(self, sources):
-        results, chosen = [], set()
+        results, chosen = Recommendations(), set()
         pending = list(sources)
         queue = []  # candidates read from sources, not yet fetched
         while len(results) < self.n and (queue or pending):
@@ -250,11 +265,15 @@ class _Pipeline:
             window = missing + max(4, missing // 2)
             while pending and len(queue) < missing:
                 queue.extend(pending.pop(0)(self))
+                results.sources_read += 1
             pool, pooled = [], set()
             while queue and len(pool) < window:
                 candidate = queue.pop(0)
                 pk = self.to_pk(candidate[0])
-                if pk in self.excluded or pk in chosen or pk in pooled:
+                if pk in self.excluded:
+                    results.skipped.add(pk)
+                    continue
+                if pk in chosen or pk in pooled:
                     continue
                 pooled.add(pk)
                 pool.append((pk, *candidate[1:]))
@@ -263,7 +282,10 @@ class _Pipeline:
             objects = self._fetch(pool)
             for pk, score, because_pk, why, algorithm, only_category in pool:
                 obj = objects.get(pk)
-                if obj is None or pk in self.excluded or not self._eligible(obj, only_category):
+                if pk in self.excluded:
+                    results.skipped.add(pk)
+                    continue
+                if obj is None or not self._eligible(obj, only_category):
                     continue
                 because = None
                 if because_pk is not None:

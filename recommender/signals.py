@@ -13,9 +13,10 @@ def on_login(sender, request, user, **kwargs):
 def connect():
     from django.contrib.auth import get_user_model
 
-    from recommender import serving
+    from recommender import identity, serving
 
     user_logged_in.connect(
         on_login, sender=get_user_model(), dispatch_uid="recommender.merge_anonymous"
     )
     serving.connect()  # cache invalidation on item changes and purchases
+    identity.connect()  # a changed user's cached auth record is dropped

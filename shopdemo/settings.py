@@ -81,11 +81,13 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 
 REDIS_URL = os.environ.get("REDIS_URL")
 if REDIS_URL:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+    # Django's RedisCache, keeping one redis-py client per process (recommender/cache.py).
+    CACHES = {"default": {"BACKEND": "recommender.cache.RedisCache", "LOCATION": REDIS_URL}}
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
-SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
+# SHOPDEMO_SESSION_ENGINE lets bench/bench_serving.py compare session engines.
+SESSION_ENGINE = os.environ.get("SHOPDEMO_SESSION_ENGINE", "django.contrib.sessions.backends.cached_db")
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},

@@ -15,6 +15,7 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404, HttpResponse
 from django.utils.cache import patch_vary_headers
+from django.utils.functional import SimpleLazyObject, empty
 from django.utils.translation import gettext as _
 from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.permissions import AllowAny
@@ -22,7 +23,7 @@ from rest_framework.response import Response
 from rest_framework.utils.urls import remove_query_param, replace_query_param
 from rest_framework.views import APIView
 
-from recommender import serving
+from recommender import identity, served, serving
 from recommender.api import response_cache
 from recommender.api.serializers import (
     RecommendationPageSerializer,
@@ -30,7 +31,7 @@ from recommender.api.serializers import (
     UserRecommendationQuerySerializer,
     recommendation_data,
 )
-from recommender.api.throttling import RecommendationsAnonThrottle, RecommendationsUserThrottle
+from recommender.api.throttling import Counted, RecommendationsAnonThrottle, RecommendationsUserThrottle
 from recommender.conf import rec_settings
 
 try:
@@ -120,41 +121,64 @@ class RecommendationsView(_RecommendationView):
 _drf_recommendations = RecommendationsView.as_view()
 
 
-def _fast_user_allowed(request):
-    """Count the request against the user's rate (once); False when it must be refused."""
-    throttle = RecommendationsUserThrottle()
-    if throttle.rate is None:
-        return True
-    if throttle.allow_request(request, None):
-        request._recommender_throttled = True
-        return True
-    return False
+def _unresolved_user(request):
+    """True while ``request.user`` is still the lazy object Django's middleware put there."""
+    user = request.__dict__.get("user")
+    return isinstance(user, SimpleLazyObject) and user._wrapped is empty
+
+
+def _fast_eligible(request):
+    return (request.method == "GET" and "user" not in request.GET and "format" not in request.GET
+            and "text/html" not in request.META.get("HTTP_ACCEPT", ""))
 
 
 def recommendations_view(request, *args, **kwargs):
-    """``GET /recommender/api/recommendations/``: pre-rendered JSON when still valid, else DRF."""
-    if (request.method == "GET" and "user" not in request.GET and "format" not in request.GET
-            and "text/html" not in request.META.get("HTTP_ACCEPT", "")):
+    """``GET /recommender/api/recommendations/``: pre-rendered JSON when still valid, else DRF.
+
+    A logged-in user's own GET costs one Redis round trip: the stored response, the
+    tokens that tell whether it is still right, the throttle's count and, while
+    ``request.user`` is unresolved, the user's cached auth record
+    (:mod:`recommender.identity`), which saves the user query.
+    """
+    if not _fast_eligible(request):
+        return _drf_recommendations(request, *args, **kwargs)
+    throttle = RecommendationsUserThrottle()
+    claim = None
+    if _unresolved_user(request) and identity.enabled() and (
+            throttle.rate is None or served.backend()[1] is not None):
+        claim = identity.claim(request)
+        pk = claim.pk if claim is not None else None
+    else:
         user = getattr(request, "user", None)
-        if user is not None and user.is_authenticated:
-            throttle = RecommendationsUserThrottle()
-            counter = throttle.counter_key(request, None)
-            if counter is None and not _fast_user_allowed(request):
-                return _drf_recommendations(request, *args, **kwargs)  # DRF answers the 429
-            algorithm = request.GET.get("algorithm") or rec_settings.DEFAULT_ALGORITHM
-            # the response check and the throttle's count share one Redis round trip
-            found = response_cache.lookup(request, user.pk, algorithm, counter=counter,
-                                          counter_ttl=throttle.duration + 1 if counter else None)
-            if counter is not None:
-                if not throttle.judge(found.count):
-                    return _drf_recommendations(request, *args, **kwargs)  # counted again: a 429
-                request._recommender_throttled = True
-            if found.body is not None:
-                response = HttpResponse(found.body, content_type="application/json")
-                patch_vary_headers(response, ("Accept",))
-                return response
-            request._recommender_lookup = found
-    return _drf_recommendations(request, *args, **kwargs)
+        pk = user.pk if user is not None and user.is_authenticated else None
+    if pk is None:
+        return _drf_recommendations(request, *args, **kwargs)
+    counter = throttle.counter_key_for(pk)
+    if counter is None and throttle.rate is not None:  # no Redis: DRF's own throttle, once
+        if not throttle.allow_request(request, None):
+            return _drf_recommendations(request, *args, **kwargs)  # DRF answers the 429
+        request._recommender_counted = Counted(throttle.scope, pk, True, None)
+    algorithm = request.GET.get("algorithm") or rec_settings.DEFAULT_ALGORITHM
+    found = response_cache.lookup(request, pk, algorithm, counter=counter,
+                                  counter_ttl=throttle.duration + 1 if counter else None,
+                                  extra=[identity.auth_key(pk)] if claim is not None else ())
+    if counter is not None:
+        allowed = throttle.judge(found.count)
+        request._recommender_counted = Counted(throttle.scope, pk, allowed, throttle.wait_time)
+    else:
+        allowed = True
+    verified = claim is None or identity.verify(claim, found.extra[0])
+    if verified and allowed and found.body is not None:
+        response = HttpResponse(found.body, content_type="application/json")
+        patch_vary_headers(response, ("Accept",))
+        return response
+    request._recommender_lookup = found
+    response = _drf_recommendations(request, *args, **kwargs)
+    if claim is not None and not verified:
+        user = request.user  # resolved by DRF's session authentication
+        if user.is_authenticated and user.pk == claim.pk:
+            identity.remember(request, user)
+    return response
 
 
 # What the schema generator and CSRF machinery look for on a DRF view function.

@@ -19,40 +19,6 @@ from recommender import served, serving
 #: A response whose page holds fallback items (history, trending) is kept this long only.
 SHORT_TIMEOUT = 60
 
-def mget(keys, counter=None, counter_ttl=None):
-    """Raw values of several cache keys (bytes with redis-py, objects otherwise), in order.
-
-    With ``counter`` (a raw Redis key), the same round trip also increments it (a
-    throttle's window) and the count is returned as a last element.
-    """
-    cache, client = served.backend()
-    if client is not None:
-        raw_keys = [cache.make_key(key) for key in keys]
-        if counter is None:
-            return client.mget(raw_keys)
-        pipe = client.pipeline(transaction=False)
-        pipe.mget(raw_keys)
-        pipe.incr(counter)
-        pipe.expire(counter, counter_ttl)
-        values, count, _ok = pipe.execute()
-        return [*values, count]
-    found = cache.get_many(keys)
-    return [found.get(key) for key in keys]
-
-
-def _fingerprint(values):
-    digest = hashlib.blake2b(digest_size=10)
-    for value in values:
-        if value is None:
-            digest.update(b"\x00")
-            continue
-        if not isinstance(value, bytes):
-            value = str(value).encode()
-        digest.update(len(value).to_bytes(4, "big"))
-        digest.update(value)
-    return digest.hexdigest().encode()
-
-
 def response_key(request, user_pk):
     query = sorted((key, tuple(values)) for key, values in request.GET.lists())
     raw = f"{get_language()}|{request.scheme}://{request.get_host()}{request.path}|{query}"
@@ -60,35 +26,39 @@ def response_key(request, user_pk):
 
 
 class Lookup:
-    """The result of :func:`lookup`: the stored body if still valid, and what to store it under."""
+    """The result of :func:`lookup`: the stored body if still valid, and what to store it under.
 
-    __slots__ = ("key", "fingerprint", "body", "count")
+    ``count`` is the throttle counter's new value and ``extra`` the raw values of the
+    extra keys, when asked for.
+    """
 
-    def __init__(self, key, fingerprint, body, count=None):
-        self.key, self.fingerprint, self.body, self.count = key, fingerprint, body, count
+    __slots__ = ("key", "fingerprint", "body", "count", "extra")
+
+    def __init__(self, key, fingerprint, body, count=None, extra=()):
+        self.key, self.fingerprint, self.body, self.count, self.extra = key, fingerprint, body, count, extra
 
 
-def lookup(request, user_pk, algorithm, counter=None, counter_ttl=None):
-    """The stored response, checked (and a throttle ``counter`` counted) in one round trip."""
+def lookup(request, user_pk, algorithm, counter=None, counter_ttl=None, extra=()):
+    """The stored response, checked (and a throttle ``counter`` counted) in one round trip.
+
+    ``extra`` cache keys are read in the same round trip (the user's auth record).
+    """
     key = response_key(request, user_pk)
-    values = mget([served.cache_key("for_user", algorithm, int(user_pk)), serving.ITEMS_TOKEN_KEY,
-                   serving.user_token_key(user_pk), key], counter=counter, counter_ttl=counter_ttl)
-    fingerprint = _fingerprint(values[:3])
+    keys = [served.cache_key("for_user", algorithm, user_pk), serving.ITEMS_TOKEN_KEY,
+            serving.user_token_key(user_pk), key, *extra]
+    values = served.mget_raw(keys, counter=counter, counter_ttl=counter_ttl)
+    fingerprint = served.fingerprint(values[:3])
     stored = values[3]
     body = None
     if isinstance(stored, bytes) and stored[:len(fingerprint)] == fingerprint:
         body = stored[len(fingerprint):]
-    return Lookup(key, fingerprint, body, values[4] if counter is not None else None)
+    return Lookup(key, fingerprint, body, values[len(keys)] if counter is not None else None,
+                  values[4:len(keys)])
 
 
 def store(found, body, timeout):
     """Keep ``body`` (bytes) for the lookup's request, valid while its fingerprint holds."""
-    cache, client = served.backend()
-    value = found.fingerprint + body
-    if client is not None:
-        client.set(cache.make_key(found.key), value, ex=timeout)
-    else:
-        cache.set(found.key, value, timeout)
+    served.set_raw(found.key, found.fingerprint + body, timeout)
 
 
 def encode(data):

@@ -6,9 +6,11 @@ from django import template
 from django.templatetags.static import static
 from django.urls import reverse
 from django.utils.html import format_html
+from django.utils.safestring import mark_safe
 from django.utils.translation import gettext as _
 
-from recommender import serving
+from recommender import block_cache, serving
+from recommender.conf import rec_settings
 
 register = template.Library()
 
@@ -45,6 +47,8 @@ def recommender_click(item, context=""):
 #
 # Each block reads precomputed lists (recommender.serving): no model is loaded and the
 # items come from one query. A block renders nothing when there is nothing to show.
+# Rendered blocks are reused while their lists, items and options are unchanged
+# (recommender.block_cache; cache=False turns that off for one tag).
 # Items shown by one block are not repeated by the next blocks of the same page
 # (pass dedupe=False to allow it).
 
@@ -68,18 +72,49 @@ def _exclusions(request, exclude, dedupe):
     return pks
 
 
-def _render_block(context, block, title, recommendations, template=None, currency="", dedupe=True):
+def _user(request):
+    user = getattr(request, "user", None) if request is not None else None
+    return user if user is not None and user.is_authenticated else None
+
+
+def _block(context, block, title, compute, lists, *, personal, n, category, excluded, template,
+           currency, dedupe, cache):
+    """Render a block from ``compute()``'s recommendations, or reuse its stored HTML.
+
+    ``lists`` are the ``(kind, algorithm, subject)`` lists of the block's first source,
+    or None when it cannot be stored. A ``personal`` block (the visitor's own list) is
+    stored per user; the others are shared by all visitors and reused for one only if
+    none of its items is excluded for them (see :mod:`recommender.block_cache`).
+    """
     request = _request(context)
     if request is not None:
+        count = getattr(request, "_recommender_blocks", 0) + 1
+        request._recommender_blocks = count
         shown = getattr(request, "_recommender_shown", None)
         if shown is None:
             shown = request._recommender_shown = set()
-        if dedupe:
-            shown.update(rec.item.pk for rec in recommendations)
-        count = getattr(request, "_recommender_blocks", 0) + 1
-        request._recommender_blocks = count
     else:
-        count = 1
+        count, shown = 1, set()
+    names = [template, BLOCK_TEMPLATE] if template else [BLOCK_TEMPLATE]
+    selected = context.template.engine.select_template(names)
+    spec = None
+    if cache and lists and block_cache.enabled():
+        user = _user(request)
+        to_pk = rec_settings.item_model()._meta.pk.to_python
+        # what this visitor must not see, on top of what the block's own key covers
+        dynamic = {to_pk(pk) for pk in excluded}
+        if user is not None:
+            dynamic |= serving.user_facts(user, request).excluded
+        spec = block_cache.Spec(block, lists, user.pk if personal and user is not None else None, [
+            n, getattr(category, "pk", category), str(title), names, block_cache.template_digest(selected),
+            str(currency), count], excluded=dynamic)
+        if block_cache.lookup(spec, to_pk):
+            if dedupe:
+                shown.update(spec.shown)
+            return mark_safe(spec.html)  # noqa: S308  (HTML rendered by the block template)
+    recommendations = compute()
+    if dedupe:
+        shown.update(rec.item.pk for rec in recommendations)
     algorithms = Counter(rec.algorithm for rec in recommendations)
     values = {
         "block": block,
@@ -92,58 +127,80 @@ def _render_block(context, block, title, recommendations, template=None, currenc
         "currency": currency,
         "request": request,
     }
-    names = [template, BLOCK_TEMPLATE] if template else [BLOCK_TEMPLATE]
-    return context.template.engine.select_template(names).render(context.new(values))
+    html = selected.render(context.new(values))
+    # stored only when made from its first source alone (the lists its digest covers)
+    if spec is not None and recommendations and getattr(recommendations, "sources_read", 0) == 1:
+        block_cache.store(spec, html, [rec.item.pk for rec in recommendations],
+                          exact=not dynamic.isdisjoint(getattr(recommendations, "skipped", ())))
+    return html
 
 
 @register.simple_tag(takes_context=True)
 def recommended_for_you(context, n=8, algorithm=None, category=None, exclude=None, title=None,
-                        template=None, currency="", dedupe=True):
+                        template=None, currency="", dedupe=True, cache=True):
     """``{% recommended_for_you n=8 algorithm="als" category=cat exclude=cart_pks %}``.
 
     The visitor's own list, or (anonymous and new visitors) items similar to what they
     viewed, then trending and popular items.
     """
     request = _request(context)
-    recs = serving.recommend_for(request, n=n, algorithm=algorithm, category=category,
-                                 exclude=_exclusions(request, exclude, dedupe))
-    return _render_block(context, "recommended_for_you", title or _("Recommended for you"), recs,
-                         template, currency, dedupe)
+    excluded = _exclusions(request, exclude, dedupe)
+    user = _user(request)
+    # an anonymous visitor's block comes from their session's history: not stored
+    lists = [("for_user", algorithm or rec_settings.DEFAULT_ALGORITHM, user.pk)] if user is not None else None
+    return _block(context, "recommended_for_you", title or _("Recommended for you"),
+                  lambda: serving.recommend_for(request, n=n, algorithm=algorithm, category=category,
+                                                exclude=excluded),
+                  lists, personal=True, n=n, category=category, excluded=excluded, template=template,
+                  currency=currency, dedupe=dedupe, cache=cache)
 
 
 @register.simple_tag(takes_context=True)
 def similar_items(context, item, n=6, algorithm=None, category=None, exclude=None, title=None,
-                  template=None, currency="", dedupe=True):
+                  template=None, currency="", dedupe=True, cache=True):
     """``{% similar_items product n=6 %}``: items like ``item`` (never ``item`` itself)."""
     request = _request(context)
-    recs = serving.similar_items(item, n=n, algorithm=algorithm, request=request, category=category,
-                                 exclude=_exclusions(request, exclude, dedupe))
-    return _render_block(context, "similar_items", title or _("Similar items"), recs,
-                         template, currency, dedupe)
+    excluded = _exclusions(request, exclude, dedupe)
+    lists = [("similar", algorithm or rec_settings.SIMILAR_ALGORITHM, item.pk)]
+    return _block(context, "similar_items", title or _("Similar items"),
+                  lambda: serving.similar_items(item, n=n, algorithm=algorithm, request=request,
+                                                category=category, exclude=excluded),
+                  lists, personal=False, n=n, category=category, excluded=excluded, template=template,
+                  currency=currency, dedupe=dedupe, cache=cache)
 
 
 @register.simple_tag(takes_context=True)
 def bought_together(context, items, n=6, algorithm=None, category=None, exclude=None, title=None,
-                    template=None, currency="", dedupe=True):
+                    template=None, currency="", dedupe=True, cache=True):
     """``{% bought_together product n=6 %}`` or ``{% bought_together cart_products %}``."""
     request = _request(context)
-    recs = serving.bought_together(items, n=n, algorithm=algorithm, request=request, category=category,
-                                   exclude=_exclusions(request, exclude, dedupe))
-    return _render_block(context, "bought_together", title or _("Customers also bought"), recs,
-                         template, currency, dedupe)
+    excluded = _exclusions(request, exclude, dedupe)
+    many = items is not None and not hasattr(items, "pk") and hasattr(items, "__iter__")
+    items = list(items) if many else [] if items is None else [items]
+    algorithm_name = algorithm or rec_settings.BOUGHT_TOGETHER_ALGORITHM
+    lists = [("bought_together", algorithm_name, getattr(x, "pk", x)) for x in items]
+    return _block(context, "bought_together", title or _("Customers also bought"),
+                  lambda: serving.bought_together(items, n=n, algorithm=algorithm, request=request,
+                                                  category=category, exclude=excluded),
+                  lists, personal=False, n=n, category=category, excluded=excluded, template=template,
+                  currency=currency, dedupe=dedupe, cache=cache)
 
 
 @register.simple_tag(takes_context=True)
 def trending(context, n=8, category=None, algorithm=None, exclude=None, title=None,
-             template=None, currency="", dedupe=True):
+             template=None, currency="", dedupe=True, cache=True):
     """``{% trending n=8 category=category %}``: trending items, then popular ones."""
     request = _request(context)
-    recs = serving.trending(n=n, category=category, request=request, algorithm=algorithm,
-                            exclude=_exclusions(request, exclude, dedupe))
+    excluded = _exclusions(request, exclude, dedupe)
     if title is None:
         named = category is not None and hasattr(category, "pk")
         title = _("Trending in %(category)s") % {"category": category} if named else _("Trending now")
-    return _render_block(context, "trending", title, recs, template, currency, dedupe)
+    lists = [("trending", algorithm or rec_settings.TRENDING_ALGORITHM, 0)]
+    return _block(context, "trending", title,
+                  lambda: serving.trending(n=n, category=category, request=request, algorithm=algorithm,
+                                           exclude=excluded),
+                  lists, personal=False, n=n, category=category, excluded=excluded, template=template,
+                  currency=currency, dedupe=dedupe, cache=cache)
 
 
 @register.simple_tag

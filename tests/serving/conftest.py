@@ -1,11 +1,14 @@
 """Fixtures of the serving tests: a bigger catalog, staff, and lists published by hand."""
 
+import os
 from decimal import Decimal
 
 import pytest
 from django.core.cache import cache
 
 from recommender import served, serving
+
+REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES") == "1"
 
 
 @pytest.fixture(autouse=True)
@@ -53,3 +56,28 @@ def publish():
 def ranked(items, because=None, start=1.0):
     """``[(item, score, because), ...]`` with decreasing scores."""
     return [(item, round(start - i * 0.05, 3), because) for i, item in enumerate(items)]
+
+
+def _redis_url():
+    url = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379"
+    return url.rstrip("/").rsplit("/", 1)[0] + "/15" if url.count("/") > 2 else url + "/15"
+
+
+@pytest.fixture
+def redis_cache(settings):
+    import redis
+
+    url = _redis_url()
+    try:
+        redis.Redis.from_url(url).ping()
+    except Exception:
+        if REQUIRE_SERVICES:
+            pytest.fail(f"Redis is not reachable at {url}")
+        pytest.skip(f"needs Redis at {url}")
+    settings.CACHES = {"default": {"BACKEND": "recommender.cache.RedisCache", "LOCATION": url,
+                                   "KEY_PREFIX": "rec-test"}}
+    from django.core.cache import cache
+
+    cache.clear()
+    yield url
+    cache.clear()

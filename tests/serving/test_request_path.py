@@ -14,7 +14,6 @@ from rest_framework.test import APIClient
 from tests.serving.conftest import ranked
 
 ROOT = Path(__file__).resolve().parents[2]
-REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES") == "1"
 
 SCRIPT = r"""
 import json, sys
@@ -73,31 +72,6 @@ def test_no_tensorflow_on_the_request_path():
     assert result["tensorflow"] == [], result
     # rendering blocks and serving the API load no engine module (start-up may, e.g. the admin)
     assert result["loaded_by_requests"] == [], result
-
-
-def _redis_url():
-    url = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379"
-    return url.rstrip("/").rsplit("/", 1)[0] + "/14" if url.count("/") > 2 else url + "/14"
-
-
-@pytest.fixture
-def redis_cache(settings):
-    import redis
-
-    url = _redis_url()
-    try:
-        redis.Redis.from_url(url).ping()
-    except Exception:
-        if REQUIRE_SERVICES:
-            pytest.fail(f"Redis is not reachable at {url}")
-        pytest.skip(f"needs Redis at {url}")
-    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": url,
-                                   "KEY_PREFIX": "rec-test"}}
-    from django.core.cache import cache
-
-    cache.clear()
-    yield url
-    cache.clear()
 
 
 @pytest.mark.django_db

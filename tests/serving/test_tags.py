@@ -92,7 +92,7 @@ def test_category_title(shelf, publish):
 def test_block_queries_do_not_grow_with_items(shelf, alice, publish):
     publish("for_user", "hybrid", {alice: ranked(shelf[4:8])})
     publish("similar", "itemknn", {shelf[0]: ranked(shelf[4:12])})
-    source = "{% recommended_for_you n=4 %}{% similar_items product n=4 %}"
+    source = "{% recommended_for_you n=4 cache=False %}{% similar_items product n=4 cache=False %}"
     render(source, user=alice, product=shelf[0])  # warms the user's facts
     with CaptureQueriesContext(connection) as queries:
         html, _request = render(source, user=alice, product=shelf[0])
@@ -100,6 +100,117 @@ def test_block_queries_do_not_grow_with_items(shelf, alice, publish):
     # session creation (1) + one item query per block, categories joined, no N+1
     item_queries = [q for q in queries if "shop_product" in q["sql"]]
     assert len(item_queries) == 2, [q["sql"] for q in queries]
+
+
+# Stored blocks (recommender.block_cache) ----------------------------------------------------
+
+PAGE = "{% similar_items product n=3 %}{% bought_together product n=3 %}{% recommended_for_you n=2 %}"
+
+
+def _cards(html):
+    return [int(pk) for pk in re.findall(r'data-rec-click="(\d+)"', html)]
+
+
+def test_stored_blocks_render_the_same_page_without_queries(shelf, alice, publish):
+    publish("similar", "itemknn", {shelf[0]: ranked(shelf[4:12])})
+    publish("bought_together", "cooccurrence", {shelf[0]: ranked(shelf[4:12])})
+    publish("for_user", "hybrid", {alice: ranked(shelf[4:12])})
+    first, _request = render(PAGE, user=alice, product=shelf[0])
+    with CaptureQueriesContext(connection) as queries:
+        second, request = render(PAGE, user=alice, product=shelf[0])
+    assert second == first
+    # three blocks, eight different items: the stored blocks also fill the page's dedupe set
+    assert _cards(second) == [p.pk for p in shelf[4:12]]
+    assert request._recommender_shown == set(_cards(second))
+    assert not [q for q in queries if "shop_product" in q["sql"] or "recommender_" in q["sql"]]
+
+
+def test_stored_block_follows_its_list_items_and_purchases(shelf, alice, publish):
+    publish("for_user", "hybrid", {alice: ranked(shelf[4:10])})
+    source = "{% recommended_for_you n=2 %}"
+    assert _cards(render(source, user=alice)[0]) == [shelf[4].pk, shelf[5].pk]
+    publish("for_user", "hybrid", {alice: ranked(shelf[6:10])})  # a retrain
+    assert _cards(render(source, user=alice)[0]) == [shelf[6].pk, shelf[7].pk]
+    shelf[6].is_active = False  # an item goes out of stock
+    shelf[6].save()
+    assert _cards(render(source, user=alice)[0]) == [shelf[7].pk, shelf[8].pk]
+    recommender.track(alice, shelf[7], "purchase")  # bought items are not recommended
+    assert _cards(render(source, user=alice)[0]) == [shelf[8].pk, shelf[9].pk]
+
+
+def test_item_blocks_are_shared_by_visitors_unless_they_exclude_an_item(shelf, alice, bob, publish):
+    from django.contrib.auth import get_user_model
+
+    carol = get_user_model().objects.create_user("carol", password="pw-carol-123")
+    publish("similar", "itemknn", {shelf[0]: ranked(shelf[4:10])})
+    recommender.track(bob, shelf[4], "purchase")
+    source = "{% similar_items product n=2 %}"
+    assert _cards(render(source, user=alice, product=shelf[0])[0]) == [shelf[4].pk, shelf[5].pk]
+    with CaptureQueriesContext(connection) as queries:  # carol gets alice's stored block
+        assert _cards(render(source, user=carol, product=shelf[0])[0]) == [shelf[4].pk, shelf[5].pk]
+        assert _cards(render(source, product=shelf[0])[0]) == [shelf[4].pk, shelf[5].pk]  # anonymous
+    assert not [q for q in queries if "shop_product" in q["sql"]]
+    # bob bought one of its items: his block is made for him, and not stored for others
+    assert _cards(render(source, user=bob, product=shelf[0])[0]) == [shelf[5].pk, shelf[6].pk]
+    assert _cards(render(source, user=alice, product=shelf[0])[0]) == [shelf[4].pk, shelf[5].pk]
+    # an item shown by an earlier block of the page, or excluded by the template, likewise
+    assert _cards(render("{% similar_items product n=2 exclude=skip %}", user=alice, product=shelf[0],
+                         skip=[shelf[4].pk])[0]) == [shelf[5].pk, shelf[6].pk]
+    assert _cards(render(source, user=alice, product=shelf[0])[0]) == [shelf[4].pk, shelf[5].pk]
+
+
+def test_stored_blocks_are_per_language_and_options(shelf, alice, publish):
+    from django.utils import translation
+
+    publish("similar", "itemknn", {shelf[0]: ranked(shelf[4:10])})
+    publish("for_user", "hybrid", {alice: ranked(shelf[4:10])})
+    assert _cards(render("{% similar_items product n=2 %}", product=shelf[0])[0]) == [shelf[4].pk, shelf[5].pk]
+    assert _cards(render("{% similar_items product n=3 %}", product=shelf[0])[0]) == [
+        shelf[4].pk, shelf[5].pk, shelf[6].pk]
+    with translation.override("zh-hans"):
+        html = render("{% similar_items product n=2 %}", product=shelf[0])[0]
+    assert "相似" in html and "Similar items" not in html
+    assert "Similar items" in render("{% similar_items product n=2 %}", product=shelf[0])[0]
+    html = render('{% similar_items product n=2 title="Like this" currency="€" %}', product=shelf[0])[0]
+    assert "Like this" in html and "€" in html
+    # a personal block is the visitor's own: another user never gets it
+    from django.contrib.auth import get_user_model
+
+    dave = get_user_model().objects.create_user("dave", password="pw-dave-123")
+    publish("for_user", "hybrid", {dave: ranked(shelf[8:10])})
+    assert _cards(render("{% recommended_for_you n=2 %}", user=alice)[0]) == [shelf[4].pk, shelf[5].pk]
+    assert _cards(render("{% recommended_for_you n=2 %}", user=dave)[0]) == [shelf[8].pk, shelf[9].pk]
+
+
+def test_blocks_that_fell_back_are_not_stored(shelf, alice, publish):
+    publish("for_user", "hybrid", {alice: ranked(shelf[4:5])})  # one item: the rest is trending
+    publish("trending", "trending", {0: ranked(shelf[8:12])})
+    source = "{% recommended_for_you n=3 %}"
+    assert _cards(render(source, user=alice)[0]) == [shelf[4].pk, shelf[8].pk, shelf[9].pk]
+    publish("trending", "trending", {0: ranked(shelf[10:12])})  # not part of the stored digest
+    with CaptureQueriesContext(connection) as queries:
+        html, _request = render(source, user=alice)
+    assert _cards(html) == [shelf[4].pk, shelf[10].pk, shelf[11].pk]
+    assert [q for q in queries if "shop_product" in q["sql"]]
+
+
+def test_cache_false_and_setting_off_render_every_time(shelf, alice, publish, settings):
+    publish("for_user", "hybrid", {alice: ranked(shelf[4:8])})
+    render("{% recommended_for_you n=2 %}", user=alice)
+    with CaptureQueriesContext(connection) as queries:
+        render("{% recommended_for_you n=2 cache=False %}", user=alice)
+    assert [q for q in queries if "shop_product" in q["sql"]]
+    settings.RECOMMENDER = {**settings.RECOMMENDER, "BLOCK_CACHE_TIMEOUT": None}
+    with CaptureQueriesContext(connection) as queries:
+        render("{% recommended_for_you n=2 %}", user=alice)
+    assert [q for q in queries if "shop_product" in q["sql"]]
+
+
+def test_a_changed_template_is_not_served_from_the_store():
+    from recommender.block_cache import template_digest
+
+    assert template_digest(Template("<p>{{ a }}</p>")) != template_digest(Template("<p>{{ b }}</p>"))
+    assert template_digest(Template("<p>{{ a }}</p>")) == template_digest(Template("<p>{{ a }}</p>"))
 
 
 def test_track_js_posts_impressions():
