@@ -3,10 +3,11 @@
     .venv/bin/python bench/bench_serving.py            # needs wrk and gunicorn (bench/requirements-bench.txt)
 
 Loads 1M synthetic interactions (100k users, 20k items) into a fresh PostgreSQL
-database, publishes served lists, starts gunicorn (2 sync workers, the demo site with
-two baseline views), then runs wrk with 20 connections on loopback against each URL,
-each request carrying the session cookie of one of 1,000 users. Also times, in process,
-the server time the three blocks of a product page add.
+database, publishes served lists, then for each session engine (--sessions) starts
+gunicorn (2 sync workers, the demo site with two baseline views) and runs wrk with 20
+connections on loopback against each URL, each request carrying the session cookie of
+one of 1,000 users. Also times, in process, the server time the three blocks of a
+product page add, rendered every time and reused once stored.
 """
 
 import argparse
@@ -30,6 +31,7 @@ PORT = 8100
 
 
 def prepare(users, items, interactions, bench_users):
+    """Fill the database, publish lists; the first ``bench_users`` users and 2,000 items with lists."""
     os.environ["REDIS_URL"] = REDIS
     from _django import setup
 
@@ -38,8 +40,7 @@ def prepare(users, items, interactions, bench_users):
 
     redis.Redis.from_url(REDIS).flushdb()
     from bench_scale import fill
-    from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, get_user_model
-    from django.conf import settings
+    from django.contrib.auth import get_user_model
 
     from recommender import served
     from shopdemo.shop.models import Product
@@ -59,36 +60,56 @@ def prepare(users, items, interactions, bench_users):
     served.publish("popular", "popular", {0: a_list()})
     served.publish("similar", "itemknn", {pk: a_list() for pk in item_pks[:2000]})
     served.publish("bought_together", "cooccurrence", {pk: a_list() for pk in item_pks[:2000]})
-    SessionStore = import_module(settings.SESSION_ENGINE).SessionStore
-    cookies = []
-    for user in people:
-        session = SessionStore()
-        session[SESSION_KEY] = str(user.pk)
-        session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
-        session[HASH_SESSION_KEY] = user.get_session_auth_hash()
-        session.save()
-        cookies.append(f"sessionid={session.session_key}")
-    return people, item_pks[:2000], cookies
+    return people, item_pks[:2000]
 
 
-def blocks_server_time(people, products, rounds):
-    """Milliseconds that rendering the three product-page blocks adds, per request."""
+def session_cookies(people, engine):
+    """A logged-in session cookie per user, made by the session ``engine``."""
+    from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
+    from django.test.utils import override_settings
+
+    with override_settings(SESSION_ENGINE=engine):
+        SessionStore = import_module(engine).SessionStore
+        cookies = []
+        for user in people:
+            session = SessionStore()
+            session[SESSION_KEY] = str(user.pk)
+            session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
+            session[HASH_SESSION_KEY] = user.get_session_auth_hash()
+            session.save()
+            cookies.append(f"sessionid={session.session_key}")
+    return cookies
+
+
+def blocks_server_time(people, products, rounds, stored=True):
+    """Milliseconds that rendering the three product-page blocks adds, per request.
+
+    ``stored=False`` renders every block (``cache=False``): a page whose blocks nobody
+    has seen yet. With ``stored=True`` blocks are reused once rendered: similar items
+    and customers-also-bought per product for every visitor, the personal block per user.
+    Products are drawn with Zipf weights over the 2,000 with lists, visitors uniformly
+    from 1,000 users.
+    """
     from django.contrib.sessions.backends.cached_db import SessionStore
     from django.template import RequestContext, Template
     from django.test import RequestFactory
 
     from shopdemo.shop.models import Product
 
-    template = Template("{% load recommender_tags %}{% similar_items product n=6 %}"
-                        "{% bought_together product n=6 %}{% recommended_for_you n=6 %}")
+    flag = "" if stored else " cache=False"
+    template = Template("{% load recommender_tags %}"
+                        f"{{% similar_items product n=6{flag} %}}{{% bought_together product n=6{flag} %}}"
+                        f"{{% recommended_for_you n=6{flag} %}}")
     factory = RequestFactory()
     rng = random.Random(2)
+    # page views are skewed (Zipf, s=1): a few products get most of them; visitors uniform
+    weights = [1 / (rank + 1) for rank in range(len(products))]
     timings = []
-    for i in range(rounds):
+    for _ in range(rounds):
         request = factory.get("/product/")
-        request.user = people[i % len(people)]
+        request.user = people[rng.randrange(len(people))]
         request.session = SessionStore()
-        product = Product.objects.get(pk=rng.choice(products))
+        product = Product.objects.get(pk=rng.choices(products, weights)[0])
         start = time.perf_counter()
         html = template.render(RequestContext(request, {"product": product}))
         timings.append((time.perf_counter() - start) * 1000)
@@ -121,20 +142,19 @@ def run_wrk(url, path, script, seconds, connections):
     return {"p50": ms(50), "p99": ms(99), "rps": rps, "non2xx": int(errors.group(1)) if errors else 0}
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--interactions", type=int, default=1_000_000)
-    parser.add_argument("--seconds", type=int, default=15)
-    parser.add_argument("--connections", type=int, default=20)
-    parser.add_argument("--workers", type=int, default=2)
-    args = parser.parse_args()
-    sys.path.insert(0, str(HERE))
-    people, products, cookies = prepare(100_000, 20_000, args.interactions, 1000)
+ENGINES = {
+    "cached_db": "django.contrib.sessions.backends.cached_db",
+    "cache": "django.contrib.sessions.backends.cache",
+    "signed_cookies": "django.contrib.sessions.backends.signed_cookies",
+}
 
+
+def serve_and_load(engine, cookies, args):
+    """Start gunicorn with the session ``engine``, run wrk on each URL; ``{name: result}``."""
     script = Path(tempfile.mkdtemp()) / "cookies.lua"
     script.write_text(LUA % ",".join(f'"{c}"' for c in cookies))
     env = dict(os.environ, DJANGO_SETTINGS_MODULE="shopdemo.settings", SHOPDEMO_URLCONF="shopdemo.bench_urls",
-               DJANGO_DEBUG="0", DB_CONN_MAX_AGE="600", PYTHONPATH=str(ROOT))
+               DJANGO_DEBUG="0", DB_CONN_MAX_AGE="600", PYTHONPATH=str(ROOT), SHOPDEMO_SESSION_ENGINE=engine)
     server = subprocess.Popen([str(ROOT / ".venv/bin/gunicorn"), "shopdemo.wsgi", "-w", str(args.workers),
                                "-b", f"127.0.0.1:{PORT}", "--log-level", "warning"], cwd=ROOT, env=env)
     base = f"http://127.0.0.1:{PORT}"
@@ -149,27 +169,44 @@ def main():
             "bare Django JSON view": "/bench/bare/",
             "bare view + request.user": "/bench/bare-user/",
             "recommendations API (own, limit 10)": "/recommender/api/recommendations/?limit=10",
-            "trending API (limit 10)": "/recommender/api/trending/?limit=10",
         }
-        for path in paths.values():  # warm up caches and connections
-            run_wrk(base, path, str(script), 3, args.connections)
-        results = {name: run_wrk(base, path, str(script), args.seconds, args.connections)
-                   for name, path in paths.items()}
+        for path in paths.values():  # warm up: connections, stored responses, auth records
+            run_wrk(base, path, str(script), 4, args.connections)
+        return {name: run_wrk(base, path, str(script), args.seconds, args.connections)
+                for name, path in paths.items()}
     finally:
         server.terminate()
         server.wait(timeout=20)
-    bare = results["bare Django JSON view"]["p50"]
-    bare_user = results["bare view + request.user"]["p50"]
-    print(f"\nwrk, {args.connections} connections, {args.seconds}s per URL, gunicorn {args.workers} sync workers, "
-          f"PostgreSQL + Redis, {args.interactions:,} interactions")
-    print("| path | req/s | p50 ms | p99 ms | p50 vs bare | p50 vs bare + user | non-2xx |")
-    print("|---|---|---|---|---|---|---|")
-    for name, r in results.items():
-        print(f"| {name} | {r['rps']:,.0f} | {r['p50']:.2f} | {r['p99']:.2f} | {r['p50'] / bare:.2f} | "
-              f"{r['p50'] / bare_user:.2f} | {r['non2xx']} |")
-    p50, p99 = blocks_server_time(people, products, 500)
-    print(f"\nthree product-page blocks (similar, bought together, for you), in process: "
-          f"p50 {p50:.2f} ms, p99 {p99:.2f} ms of added server time per page")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--interactions", type=int, default=1_000_000)
+    parser.add_argument("--seconds", type=int, default=15)
+    parser.add_argument("--connections", type=int, default=20)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--sessions", default="cached_db,cache,signed_cookies",
+                        help="session engines to compare: " + ", ".join(ENGINES))
+    args = parser.parse_args()
+    sys.path.insert(0, str(HERE))
+    people, products = prepare(100_000, 20_000, args.interactions, 1000)
+    for name in args.sessions.split(","):
+        results = serve_and_load(ENGINES[name], session_cookies(people, ENGINES[name]), args)
+        bare = results["bare Django JSON view"]["p50"]
+        bare_user = results["bare view + request.user"]["p50"]
+        print(f"\nsessions: {name}; wrk, {args.connections} connections, {args.seconds}s per URL, "
+              f"gunicorn {args.workers} sync workers, PostgreSQL + Redis, {args.interactions:,} interactions")
+        print("| path | req/s | p50 ms | p99 ms | p50 vs bare | p50 vs bare + user | non-2xx |")
+        print("|---|---|---|---|---|---|---|")
+        for label, r in results.items():
+            print(f"| {label} | {r['rps']:,.0f} | {r['p50']:.2f} | {r['p99']:.2f} | {r['p50'] / bare:.2f} | "
+                  f"{r['p50'] / bare_user:.2f} | {r['non2xx']} |", flush=True)
+    for stored in (False, True):
+        blocks_server_time(people, products, 300, stored)  # warm up (and store, when stored)
+        p50, p99 = blocks_server_time(people, products, 1000, stored)
+        label = "stored blocks reused" if stored else "every block rendered (cache=False)"
+        print(f"\nthree product-page blocks (similar, bought together, for you), in process, {label}: "
+              f"p50 {p50:.2f} ms, p99 {p99:.2f} ms of added server time per page", flush=True)
 
 
 if __name__ == "__main__":

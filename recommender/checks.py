@@ -125,13 +125,14 @@ def _check_numbers():
             hint="A positive number of days, or None to keep anonymous history.",
             id="recommender.E022",
         ))
-    timeout = rec_settings.AUTH_CACHE_TIMEOUT
-    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int) or timeout < 0):
-        errors.append(Error(
-            f"RECOMMENDER['AUTH_CACHE_TIMEOUT'] is {timeout!r}.",
-            hint="Seconds (an integer >= 0); 0 or None turns the cached auth record off.",
-            id="recommender.E023",
-        ))
+    for key in ("AUTH_CACHE_TIMEOUT", "BLOCK_CACHE_TIMEOUT"):
+        timeout = getattr(rec_settings, key)
+        if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int) or timeout < 0):
+            errors.append(Error(
+                f"RECOMMENDER[{key!r}] is {timeout!r}.",
+                hint="Seconds (an integer >= 0); 0 or None turns this cache off.",
+                id="recommender.E023",
+            ))
     return errors
 
 

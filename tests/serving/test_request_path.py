@@ -99,3 +99,15 @@ def test_prerendered_responses_through_redis(redis_cache, shelf, alice, publish)
 
     recommender.track(alice, shelf[9], "purchase")
     assert [r["item"] for r in api.get(url, {"limit": 2}).json()["results"]] == [shelf[10].pk, shelf[11].pk]
+
+
+def test_cache_backend_keeps_one_client(redis_cache):
+    from django.core.cache import cache
+
+    from recommender.cache import RedisCache
+
+    assert isinstance(cache, RedisCache)
+    assert cache._cache.get_client(write=True) is cache._cache.get_client(write=True)
+    cache.set("recommender-test-key", {"a": 1}, 30)
+    assert cache.get("recommender-test-key") == {"a": 1}
+    assert cache.get_many(["recommender-test-key", "nothing"]) == {"recommender-test-key": {"a": 1}}
