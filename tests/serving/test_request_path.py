@@ -102,10 +102,11 @@ def test_prerendered_responses_through_redis(redis_cache, shelf, alice, publish)
 
 
 def test_cache_backend_keeps_one_client(redis_cache):
-    from django.core.cache import cache
+    from django.core.cache import caches
 
     from recommender.cache import RedisCache
 
+    cache = caches["default"]
     assert isinstance(cache, RedisCache)
     assert cache._cache.get_client(write=True) is cache._cache.get_client(write=True)
     cache.set("recommender-test-key", {"a": 1}, 30)
