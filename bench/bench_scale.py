@@ -42,7 +42,8 @@ def fill(users, items, interactions):
                                                            timestamp, context)
                        SELECT %s + floor(random() * %s)::int, '',
                               %s + floor(power(random(), 3) * %s)::int,
-                              (ARRAY['view','view','view','click','add_to_cart','purchase'])[1 + floor(random() * 6)::int],
+                              (ARRAY['view', 'view', 'view', 'click', 'add_to_cart', 'purchase'])
+                                  [1 + floor(random() * 6)::int],
                               NULL, now() - random() * interval '365 days', ''
                        FROM generate_series(1, %s)""", [umin, umax - umin + 1, imin, imax - imin + 1, interactions])
         cur.execute("SET session_replication_role = DEFAULT")

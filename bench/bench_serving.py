@@ -129,8 +129,8 @@ end
 
 
 def run_wrk(url, path, script, seconds, connections):
-    out = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", script, url, "--", path],
-                         capture_output=True, text=True, check=True).stdout
+    command = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", script, url, "--", path]
+    out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
 
     def ms(label):
         m = re.search(rf"^\s+{label}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)

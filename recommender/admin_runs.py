@@ -204,7 +204,8 @@ def _svg_chart(series, width=760, height=300, pad=40):
              f'<text x="4" y="{height - pad}" font-size="11">0</text>']
     for n, (algorithm, points) in enumerate(sorted(series.items())):
         colour = COLOURS[n % len(COLOURS)]
-        xy = [(pad + i * step, height - pad - (v / top) * (height - 1.5 * pad)) for i, (_pk, v, _a) in enumerate(points)]
+        xy = [(pad + i * step, height - pad - (v / top) * (height - 1.5 * pad))
+              for i, (_pk, v, _a) in enumerate(points)]
         parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="'
                      + " ".join(f"{x:.1f},{y:.1f}" for x, y in xy) + '"/>')
         for (x, y), (pk, v, active) in zip(xy, points, strict=True):

@@ -35,7 +35,7 @@ def sent(monkeypatch):
 @pytest.mark.django_db
 def test_changelist_shows_status_progress_and_metrics(admin_client, runs):
     page = admin_client.get(reverse("admin:recommender_trainingrun_changelist")).content.decode()
-    assert 'data-run="%d"' % runs[2].pk in page and 'value="40"' in page and "epoch 2/5" in page
+    assert f'data-run="{runs[2].pk}"' in page and 'value="40"' in page and "epoch 2/5" in page
     assert "0.0900" in page and "rec-failed" in page
     assert "Train now" in page and "Metrics chart" in page
 
@@ -88,7 +88,7 @@ def test_train_again_action(admin_client, runs, sent):
 @pytest.mark.django_db
 def test_chart_compares_versions(admin_client, runs):
     page = admin_client.get(reverse("admin:recommender_trainingrun_chart")).content.decode()
-    assert "<svg" in page and "<polyline" in page and "itemknn #%d: 0.0900 (active)" % runs[1].pk in page
+    assert "<svg" in page and "<polyline" in page and f"itemknn #{runs[1].pk}: 0.0900 (active)" in page
     page = admin_client.get(reverse("admin:recommender_trainingrun_chart"), {"metric": "recall"}).content.decode()
     assert "No succeeded training runs yet" in page
 

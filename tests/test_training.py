@@ -229,8 +229,11 @@ def test_deep_model_reports_each_epoch(settings_for, history,
         "patience": 3, "validation_fraction": 0.2}}})
     messages = []
     original = svc._Progress.__call__
-    monkeypatch.setattr(svc._Progress, "__call__",
-                        lambda self, fraction, message="": messages.append(message) or original(self, fraction, message))
+    def record(self, fraction, message=""):
+        messages.append(message)
+        return original(self, fraction, message)
+
+    monkeypatch.setattr(svc._Progress, "__call__", record)
     run = services.train(run_of("deep").pk, refresh=False)
     assert run.status == Status.SUCCEEDED, run.error
     assert any(m.startswith("epoch 1/") for m in messages)  # live progress per epoch

@@ -59,7 +59,7 @@ def _item_pk(value):
     try:
         return pk_field.to_python(value.strip() if isinstance(value, str) else value)
     except DjangoValidationError:
-        raise serializers.ValidationError(_("“%(value)s” is not a valid item key.") % {"value": value})
+        raise serializers.ValidationError(_("“%(value)s” is not a valid item key.") % {"value": value}) from None
 
 
 class RecommendationQuerySerializer(serializers.Serializer):
@@ -96,7 +96,7 @@ class RecommendationQuerySerializer(serializers.Serializer):
         try:
             category = model._default_manager.get(pk=model._meta.pk.to_python(value))
         except (DjangoValidationError, model.DoesNotExist):
-            raise serializers.ValidationError(_("No category with key “%(key)s”.") % {"key": value})
+            raise serializers.ValidationError(_("No category with key “%(key)s”.") % {"key": value}) from None
         return category
 
     def validate_exclude(self, value):

@@ -125,7 +125,7 @@ class RecommenderBase(abc.ABC):
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
         return f"{type(self).__name__}({args})"
 
-    def _validate_params(self) -> None:
+    def _validate_params(self) -> None:  # noqa: B027  (a hook: engines without parameters keep it)
         """Check hyperparameters; overridden by engines that have any."""
 
     # -- fitting ----------------------------------------------------------------

@@ -194,7 +194,7 @@ class Hybrid(RecommenderBase):
                     trial[c] = g
                     if not trial.any():
                         continue
-                    score = _ndcg(sum(t * b for t, b in zip(trial, blocks) if t), seen, tgt, k)
+                    score = _ndcg(sum(t * b for t, b in zip(trial, blocks, strict=True) if t), seen, tgt, k)
                     if score > best + 1e-6:
                         best, w, improved = score, trial, True
             if not improved:
@@ -203,7 +203,7 @@ class Hybrid(RecommenderBase):
 
     def _score_block(self, user_indices, user_items):
         total = None
-        for w, engine in zip(self.weights_, self.engines_):
+        for w, engine in zip(self.weights_, self.engines_, strict=True):
             if w == 0:
                 continue
             part = w * _normalise(engine._scores_with_fallback(user_indices, user_items),
@@ -212,7 +212,7 @@ class Hybrid(RecommenderBase):
         return total
 
     def _similarity_row(self, item_index):
-        for w, engine in sorted(zip(self.weights_, self.engines_), key=lambda p: -p[0]):
+        for _w, engine in sorted(zip(self.weights_, self.engines_, strict=True), key=lambda p: -p[0]):
             try:
                 return engine._similarity_row(item_index)
             except NotImplementedError:
@@ -225,7 +225,7 @@ class Hybrid(RecommenderBase):
     def _explain_matrix(self, row, items):
         # each component's contributions scaled to [-1, 1] per recommended item, then blended
         total = np.zeros((row.nnz, len(items)), dtype=np.float32)
-        for w, engine in zip(self.weights_, self.engines_):
+        for w, engine in zip(self.weights_, self.engines_, strict=True):
             if w:
                 c = np.asarray(engine._explain_matrix(row, items), np.float32).reshape(row.nnz, len(items))
                 scale = np.abs(c).max(axis=0)

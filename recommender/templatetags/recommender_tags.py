@@ -33,13 +33,19 @@ def recommender_script(context):
 
 @register.simple_tag
 def recommender_view(item, context=""):
-    """Attributes that record a view of ``item`` when the page loads: ``<div {% recommender_view product "product" %}>``."""
+    """Attributes that record a view of ``item`` when the page loads.
+
+    ``<div {% recommender_view product "product" %}>``
+    """
     return format_html('data-rec-view="{}" data-rec-context="{}"', getattr(item, "pk", item), context)
 
 
 @register.simple_tag
 def recommender_click(item, context=""):
-    """Attributes that record a click on a link to ``item``: ``<a href=... {% recommender_click product "catalog" %}>``."""
+    """Attributes that record a click on a link to ``item``.
+
+    ``<a href=... {% recommender_click product "catalog" %}>``
+    """
     return format_html('data-rec-click="{}" data-rec-context="{}"', getattr(item, "pk", item), context)
 
 
