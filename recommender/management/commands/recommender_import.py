@@ -28,7 +28,8 @@ class Command(BaseCommand):
             raise CommandError(f"{path}: no such file")
         if batch_size is not None and batch_size < 1:
             raise CommandError("--batch-size must be at least 1")
-        bar = tqdm(unit=" rows", disable=no_progress or opts["verbosity"] == 0,
+        # disable=None: no bar when stderr is not a terminal (logs, CI)
+        bar = tqdm(unit=" rows", disable=True if no_progress or opts["verbosity"] == 0 else None,
                    file=self.stderr._out, mininterval=0.5)
 
         def progress(done):

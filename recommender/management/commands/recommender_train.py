@@ -57,7 +57,8 @@ class Command(BaseCommand):
                 for name, params in specs]
 
     def _train(self, run, disable):
-        bar = tqdm(total=100, desc=run.algorithm, disable=disable, file=self.stderr._out,
+        # disable=None: no bar when stderr is not a terminal (logs, CI)
+        bar = tqdm(total=100, desc=run.algorithm, disable=True if disable else None, file=self.stderr._out,
                    bar_format="{desc:>14} {percentage:3.0f}%|{bar}| {postfix}")
         done = threading.Event()
 

@@ -181,7 +181,8 @@ class Command(BaseCommand):
             self.stdout.write(message)
 
     def bar(self, iterable=None, **kwargs):
-        return tqdm(iterable, disable=not self.show_progress, mininterval=1.0, **kwargs)
+        # disable=None: no bar when the output is not a terminal (logs, CI)
+        return tqdm(iterable, disable=True if not self.show_progress else None, mininterval=1.0, **kwargs)
 
     # Reading ------------------------------------------------------------------
 
