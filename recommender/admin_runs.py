@@ -8,7 +8,9 @@ from django.http import JsonResponse
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils.formats import date_format
 from django.utils.html import escape, format_html
+from django.utils.timezone import localtime
 from django.utils.translation import gettext, ngettext, pgettext
 from django.utils.translation import gettext_lazy as _
 
@@ -53,8 +55,8 @@ class TrainForm(forms.Form):
 
 @admin.register(TrainingRun)
 class TrainingRunAdmin(admin.ModelAdmin):
-    list_display = ["__str__", "status_badge", "progress_bar", "is_active", "ndcg", "duration_display",
-                    "created", "requested_by"]
+    list_display = ["run_label", "status_badge", "progress_bar", "is_active", "ndcg", "duration_display",
+                    "queued_at", "requested_by"]
     list_filter = ["algorithm", "status", "is_active"]
     ordering = ["-created", "-id"]
     actions = ["train_again", "activate_runs"]
@@ -67,6 +69,14 @@ class TrainingRunAdmin(admin.ModelAdmin):
         (_("Results"), {"fields": ["metrics", "params", "artifact_path", "artifact_size"]}),
         (_("Error"), {"fields": ["error", "traceback"], "classes": ["collapse"]}),
     ]
+
+    @admin.display(description=_("training run"), ordering="-id")
+    def run_label(self, obj):
+        return f"{obj.algorithm} #{obj.pk}"  # the status has its own column
+
+    @admin.display(description=_("queued at"), ordering="created")
+    def queued_at(self, obj):
+        return date_format(localtime(obj.created), "SHORT_DATETIME_FORMAT") if obj.created else ""
 
     def get_readonly_fields(self, request, obj=None):
         return [f.name for f in TrainingRun._meta.fields] + ["progress_message_display"]
