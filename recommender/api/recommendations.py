@@ -74,7 +74,7 @@ class _RecommendationView(APIView):
 
 
 class RecommendationsView(_RecommendationView):
-    """Recommendations for the visitor (logged-in or anonymous); staff may ask for ``?user=<pk>``.
+    """Recommendations for the visitor (logged-in or anonymous); staff may ask for `?user=<pk>`.
 
     Anonymous and new visitors get items similar to what they viewed in this
     session, then trending and popular items.

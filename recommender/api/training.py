@@ -22,10 +22,10 @@ class TrainingRunPagination(LimitOffsetPagination):
 
 
 class TrainingRunsView(ListAPIView):
-    """GET: training runs, newest first (``?algorithm=``, ``?status=`` filter). POST: start a training.
+    """GET: training runs, newest first (`?algorithm=`, `?status=` filter). POST: start a training.
 
-    POST ``{"algorithms": ["als", "itemknn"]}`` queues one run per algorithm
-    (``recommender.services.enqueue_training``) and answers HTTP 202 with the runs.
+    POST `{"algorithms": ["als", "itemknn"]}` queues one run per algorithm
+    (`recommender.services.enqueue_training`) and answers HTTP 202 with the runs.
     """
 
     permission_classes = [IsAdminUser]

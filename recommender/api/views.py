@@ -31,7 +31,7 @@ class HistoryPagination(CursorPagination):
 
 
 class EventsView(GenericAPIView):
-    """POST one event (an object) or a batch (a list, or ``{"events": [...]}``); GET your history.
+    """POST one event (an object) or a batch (a list, or `{"events": [...]}`); GET your history.
 
     A batch is all or nothing: one invalid event rejects the request with a
     HTTP 400 listing the errors by position, and nothing is stored.
