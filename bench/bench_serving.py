@@ -20,6 +20,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from importlib import import_module
 from pathlib import Path
 
@@ -128,8 +129,45 @@ end
 """
 
 
+PAGES_LUA = """
+local cookies = {%s}
+local pages = {%s}
+local suffix = "/"
+init = function(args) suffix = args[1] end
+request = function()
+  local path = "/bench/product/" .. pages[math.random(#pages)] .. suffix
+  return wrk.format("GET", path, {["Cookie"] = cookies[math.random(#cookies)]})
+end
+"""
+
+
+def product_pages(products, n=5000, seed=3):
+    """Product keys drawn with Zipf weights (s=1): the page views of a shop."""
+    rng = random.Random(seed)
+    weights = [1 / (rank + 1) for rank in range(len(products))]
+    return rng.choices(products, weights, k=n)
+
+
+def first_requests(base, path, cookies, threads=4):
+    """Request ``path`` once per cookie (4 at a time); latencies in ms, sorted.
+
+    A user's first request stores their response and auth record (the slow path, as
+    after a retrain); wrk then measures the steady state.
+    """
+    def one(cookie):
+        request = urllib.request.Request(base + path, headers={"Cookie": cookie})
+        start = time.perf_counter()
+        with urllib.request.urlopen(request, timeout=30) as response:
+            response.read()
+        return (time.perf_counter() - start) * 1000
+
+    with ThreadPoolExecutor(threads) as pool:
+        return sorted(pool.map(one, cookies))
+
+
 def run_wrk(url, path, script, seconds, connections):
-    command = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", script, url, "--", path]
+    command = ["wrk", f"-t{min(2, connections)}", f"-c{connections}", f"-d{seconds}s", "--latency",
+               "-s", script, url, "--", path]
     out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
 
     def ms(label):
@@ -149,7 +187,7 @@ ENGINES = {
 }
 
 
-def serve_and_load(engine, cookies, args):
+def serve_and_load(engine, cookies, args, products=None):
     """Start gunicorn with the session ``engine``, run wrk on each URL; ``{name: result}``."""
     script = Path(tempfile.mkdtemp()) / "cookies.lua"
     script.write_text(LUA % ",".join(f'"{c}"' for c in cookies))
@@ -170,10 +208,22 @@ def serve_and_load(engine, cookies, args):
             "bare view + request.user": "/bench/bare-user/",
             "recommendations API (own, limit 10)": "/recommender/api/recommendations/?limit=10",
         }
-        for path in paths.values():  # warm up: connections, stored responses, auth records
-            run_wrk(base, path, str(script), 4, args.connections)
-        return {name: run_wrk(base, path, str(script), args.seconds, args.connections)
-                for name, path in paths.items()}
+        first = first_requests(base, paths["recommendations API (own, limit 10)"], cookies)
+        for path in paths.values():  # warm up: connections
+            run_wrk(base, path, str(script), 3, args.connections)
+        results = {name: run_wrk(base, path, str(script), args.seconds, args.connections)
+                   for name, path in paths.items()}
+        results["first"] = first
+        if products:  # the product page with and without three blocks, one client at a time
+            pages = Path(script.parent) / "pages.lua"
+            pages.write_text(PAGES_LUA % (",".join(f'"{c}"' for c in cookies),
+                                          ",".join(str(pk) for pk in product_pages(products))))
+            for suffix in ("/no-blocks/", "/three-blocks/"):
+                run_wrk(base, suffix, str(pages), 4, 1)  # warm up: stored blocks, connections
+            for label, suffix in (("product page, no blocks", "/no-blocks/"),
+                                  ("product page, three blocks", "/three-blocks/")):
+                results[label] = run_wrk(base, suffix, str(pages), args.seconds, 1)
+        return results
     finally:
         server.terminate()
         server.wait(timeout=20)
@@ -191,16 +241,32 @@ def main():
     sys.path.insert(0, str(HERE))
     people, products = prepare(100_000, 20_000, args.interactions, 1000)
     for name in args.sessions.split(","):
-        results = serve_and_load(ENGINES[name], session_cookies(people, ENGINES[name]), args)
+        results = serve_and_load(ENGINES[name], session_cookies(people, ENGINES[name]), args,
+                                 products if name == "cached_db" else None)
         bare = results["bare Django JSON view"]["p50"]
         bare_user = results["bare view + request.user"]["p50"]
         print(f"\nsessions: {name}; wrk, {args.connections} connections, {args.seconds}s per URL, "
               f"gunicorn {args.workers} sync workers, PostgreSQL + Redis, {args.interactions:,} interactions")
         print("| path | req/s | p50 ms | p99 ms | p50 vs bare | p50 vs bare + user | non-2xx |")
         print("|---|---|---|---|---|---|---|")
+        first = results.pop("first")
         for label, r in results.items():
+            if label.startswith("product page"):
+                continue
             print(f"| {label} | {r['rps']:,.0f} | {r['p50']:.2f} | {r['p99']:.2f} | {r['p50'] / bare:.2f} | "
                   f"{r['p50'] / bare_user:.2f} | {r['non2xx']} |", flush=True)
+        print(f"first request of each of the {len(first):,} users to the API (4 clients; stores the response and "
+              f"the auth record): p50 {statistics.median(first):.1f} ms, p99 {first[int(len(first) * 0.99)]:.1f} ms")
+        if "product page, no blocks" in results:
+            none, three = results["product page, no blocks"], results["product page, three blocks"]
+            print("\nproduct page over HTTP, wrk with 1 connection (products drawn with Zipf weights):")
+            print("| page | req/s | p50 ms | p99 ms | non-2xx |")
+            print("|---|---|---|---|---|")
+            for label in ("product page, no blocks", "product page, three blocks"):
+                r = results[label]
+                print(f"| {label} | {r['rps']:,.0f} | {r['p50']:.2f} | {r['p99']:.2f} | {r['non2xx']} |")
+            print(f"three blocks add p50 {three['p50'] - none['p50']:.2f} ms, p99 {three['p99'] - none['p99']:.2f} ms",
+                  flush=True)
     for stored in (False, True):
         blocks_server_time(people, products, 300, stored)  # warm up (and store, when stored)
         p50, p99 = blocks_server_time(people, products, 1000, stored)
