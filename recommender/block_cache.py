@@ -24,13 +24,16 @@ items, so it is shared: similar items and customers-also-bought are rendered onc
 product for all visitors, not once per visitor. A block that did pass over an excluded
 item is stored under a second name that includes the exclusions.
 
-A site template that shows request data other than the user (the path, a query
-parameter) must not be cached: pass ``cache=False`` to the tag, or set
-``RECOMMENDER['BLOCK_CACHE_TIMEOUT'] = None``.
+Only blocks rendered by the app's own ``recommender/block.html`` are shared between
+visitors. A site's template (an override of ``block.html`` or the tag's ``template``) may
+show the visitor, so its blocks are stored per user. A site template that shows request
+data other than the user (the path, a query parameter) must not be stored: pass
+``cache=False`` to the tag, or set ``RECOMMENDER['BLOCK_CACHE_TIMEOUT'] = None``.
 """
 
 import hashlib
 import json
+import os
 
 from django.utils.translation import get_language
 
@@ -67,6 +70,16 @@ class Spec:
         if user_pk is not None:
             self.watched.append(serving.user_token_key(user_pk))
         self.fingerprint = self.html = self.shown = None
+
+
+_APP_TEMPLATE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates", "recommender", "block.html")
+
+
+def is_app_template(template):
+    """Whether ``template`` is the app's own ``recommender/block.html``, which shows nothing of the visitor."""
+    origin = getattr(getattr(template, "template", template), "origin", None)
+    name = getattr(origin, "name", None)
+    return bool(name) and os.path.abspath(name) == _APP_TEMPLATE
 
 
 def template_digest(template):

@@ -88,9 +88,10 @@ def _block(context, block, title, compute, lists, *, personal, n, category, excl
     """Render a block from ``compute()``'s recommendations, or reuse its stored HTML.
 
     ``lists`` are the ``(kind, algorithm, subject)`` lists of the block's first source,
-    or None when it cannot be stored. A ``personal`` block (the visitor's own list) is
-    stored per user; the others are shared by all visitors and reused for one only if
-    none of its items is excluded for them (see :mod:`recommender.block_cache`).
+    or None when it cannot be stored. A ``personal`` block (the visitor's own list), or
+    one rendered by a site's template, is stored per user; the others are shared by all
+    visitors and reused for one only if none of its items is excluded for them (see
+    :mod:`recommender.block_cache`).
     """
     request = _request(context)
     if request is not None:
@@ -111,7 +112,9 @@ def _block(context, block, title, compute, lists, *, personal, n, category, excl
         dynamic = {to_pk(pk) for pk in excluded}
         if user is not None:
             dynamic |= serving.user_facts(user, request).excluded
-        spec = block_cache.Spec(block, lists, user.pk if personal and user is not None else None, [
+        # A site's own template may show the visitor (request.user): stored per visitor.
+        per_user = personal or not block_cache.is_app_template(selected)
+        spec = block_cache.Spec(block, lists, user.pk if per_user and user is not None else None, [
             n, getattr(category, "pk", category), str(title), names, block_cache.template_digest(selected),
             str(currency), count], excluded=dynamic)
         if block_cache.lookup(spec, to_pk):

@@ -277,3 +277,14 @@ def test_cart_page_suggestions_leave_out_the_cart(client, shelf, publish):
     for section in re.findall(r"<section class=\"rec-block.*?</section>", html, re.S):
         assert f'data-rec-click="{shelf[0].pk}"' not in section
         assert f'data-rec-click="{shelf[1].pk}"' not in section
+
+
+def test_a_site_template_is_stored_per_visitor(shelf, alice, bob, publish, tmp_path, settings):
+    (tmp_path / "mine.html").write_text("{{ request.user.username }}:{% for rec in recommendations %}"
+                                        "{{ rec.item.pk }} {% endfor %}")
+    settings.TEMPLATES = [{**settings.TEMPLATES[0], "DIRS": [str(tmp_path)]}]
+    publish("similar", "itemknn", {shelf[0]: ranked(shelf[4:10])})
+    source = '{% similar_items product n=2 template="mine.html" %}'
+    assert render(source, user=alice, product=shelf[0])[0].startswith("alice:")
+    assert render(source, user=bob, product=shelf[0])[0].startswith("bob:")  # not alice's block
+    assert render(source, user=alice, product=shelf[0])[0].startswith("alice:")
