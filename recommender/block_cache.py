@@ -27,7 +27,7 @@ item is stored under a second name that includes the exclusions.
 Only blocks rendered by the app's own ``recommender/block.html`` are shared between
 visitors. A site's template (an override of ``block.html`` or the tag's ``template``) may
 show the visitor, so its blocks are stored per user. A site template that shows request
-data other than the user (the path, a query parameter) must not be stored: pass
+data other than the user (the path, a query parameter, a CSRF token) must not be stored: pass
 ``cache=False`` to the tag, or set ``RECOMMENDER['BLOCK_CACHE_TIMEOUT'] = None``.
 """
 
