@@ -64,6 +64,17 @@ def prepare(users, items, interactions, bench_users):
     return people, item_pks[:2000]
 
 
+def forget_stored_responses():
+    """Drop stored API responses and auth records, so each session engine starts cold."""
+    import redis
+
+    client = redis.Redis.from_url(REDIS)
+    for pattern in ("*recommender:api:*", "*recommender:auth:*"):
+        keys = list(client.scan_iter(pattern, count=10_000))
+        for start in range(0, len(keys), 10_000):
+            client.delete(*keys[start:start + 10_000])
+
+
 def session_cookies(people, engine):
     """A logged-in session cookie per user, made by the session ``engine``."""
     from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
@@ -241,6 +252,7 @@ def main():
     sys.path.insert(0, str(HERE))
     people, products = prepare(100_000, 20_000, args.interactions, 1000)
     for name in args.sessions.split(","):
+        forget_stored_responses()
         results = serve_and_load(ENGINES[name], session_cookies(people, ENGINES[name]), args,
                                  products if name == "cached_db" else None)
         bare = results["bare Django JSON view"]["p50"]
