@@ -85,6 +85,31 @@ def decayed(T, half_life):
                                     decay="per_user")
 
 
+#: TwoTower settings tried on validation when --deep-params does not fix them (first
+#: grid point = the defaults used by the benchmark); each entry overrides DEEP_BASE.
+DEEP_BASE: dict = {"epochs": 60, "patience": 10, "monitor": "ndcg"}
+DEEP_GRID: list = [{"l2": l2, "half_life_days": h, "sequence_aware": seq}
+                   for seq in (True, False) for l2 in (1e-4, 1e-3) for h in (30.0, 365.0)]
+
+
+def deep_scoring_rows(X, T, params):
+    """Rows TwoTower scores from: recency-weighted like its training inputs, if it uses them."""
+    h = params.get("half_life_days")
+    return X if h is None else decayed(T, h)
+
+
+def tune_deep(deep_p, grid, fit_tr, val, T_tr, features, k):
+    """Pick TwoTower settings on validation (grid points override ``deep_p``)."""
+    grid = [g for g in grid if not set(g) & set(deep_p)] or [{}]
+    if len(grid) == 1:
+        return DEEP_BASE | deep_p | grid[0]
+    best = tune("two_tower", grid, lambda g: run_ours(
+        lambda: build_engine("two_tower", **(DEEP_BASE | deep_p | g)), fit_tr, val, k,
+        rows=deep_scoring_rows(fit_tr, T_tr, DEEP_BASE | deep_p | g),
+        item_features=features, timestamps=T_tr)[0])
+    return DEEP_BASE | deep_p | best
+
+
 def run_dataset(name, args):
     print(f"== {name}", flush=True)
     u, i, ts, n_items, features = LOADERS[name](args.data_dir / name if name != "online-retail"
@@ -100,6 +125,10 @@ def run_dataset(name, args):
     k = args.k
     seeds = list(range(args.seeds))
     table = []
+    only = set(args.only or ())
+
+    def want(group):
+        return not only or group in only
 
     def add(algorithm, rows, params):
         row = mean_rows(rows) if isinstance(rows, list) else rows
@@ -109,87 +138,112 @@ def run_dataset(name, args):
               flush=True)
 
     # ---- peers ----------------------------------------------------------------------
-    add("peer: popularity", run_peer(PeerPopular, train, test, k), "")
-    knn_k = tune("implicit item-kNN K", [20, 50, 100, 200],
-                 lambda K: run_peer(lambda: PeerImplicit("knn", K=K), fit_tr, val, k))
-    add("peer: implicit item-kNN", run_peer(lambda: PeerImplicit("knn", K=knn_k), train, test, k),
-        f"K={knn_k}")
-    als_grid = [{"factors": f, "regularization": r, "alpha": a}
-                for f in (64, 128) for r in (0.01, 0.1) for a in (1.0, 10.0)]
-    als_p = tune("implicit ALS", als_grid, lambda p: run_peer(
-        lambda: PeerImplicit("als", random_state=0, **p), fit_tr, val, k))
-    add("peer: implicit ALS", [run_peer(lambda: PeerImplicit("als", random_state=s, **als_p),
-                                        train, test, k) for s in seeds], str(als_p))
     lams = [100.0, 200.0, 300.0, 500.0]
-    lam = tune("peer EASE lambda", lams, lambda v: run_peer(lambda: PeerEASE(v), fit_tr, val, k))
-    add("peer: EASE (numpy)", run_peer(lambda: PeerEASE(lam), train, test, k), f"lambda={lam}")
-    best_peer = max(r["ndcg"] for r in table)
+    if want("peers"):
+        add("peer: popularity", run_peer(PeerPopular, train, test, k), "")
+        knn_k = tune("implicit item-kNN K", [20, 50, 100, 200],
+                     lambda K: run_peer(lambda: PeerImplicit("knn", K=K), fit_tr, val, k))
+        add("peer: implicit item-kNN", run_peer(lambda: PeerImplicit("knn", K=knn_k), train,
+                                                test, k), f"K={knn_k}")
+        als_grid = [{"factors": f, "regularization": r, "alpha": a}
+                    for f in (64, 128) for r in (0.01, 0.1) for a in (1.0, 10.0)]
+        als_p = tune("implicit ALS", als_grid, lambda p: run_peer(
+            lambda: PeerImplicit("als", random_state=0, **p), fit_tr, val, k))
+        add("peer: implicit ALS", [run_peer(lambda s=s: PeerImplicit("als", random_state=s, **als_p),
+                                            train, test, k) for s in seeds], str(als_p))
+        lam = tune("peer EASE lambda", lams,
+                   lambda v: run_peer(lambda: PeerEASE(v), fit_tr, val, k))
+        add("peer: EASE (numpy)", run_peer(lambda: PeerEASE(lam), train, test, k),
+            f"lambda={lam}")
+    best_peer = max((r["ndcg"] for r in table), default=float("nan"))
 
     # ---- ours -----------------------------------------------------------------------
-    add("popular", run_ours(lambda: build_engine("popular"), train, test, k)[0], "")
-    ours_k = tune("itemknn k", [20, 50, 100, 200], lambda v: run_ours(
-        lambda: build_engine("itemknn", k=v), fit_tr, val, k)[0])
-    add("itemknn", run_ours(lambda: build_engine("itemknn", k=ours_k), train, test, k)[0],
-        f"k={ours_k}")
-    add("cooccurrence", run_ours(lambda: build_engine("cooccurrence", k=ours_k), train, test,
-                                 k)[0], f"k={ours_k}, jaccard")
-    ease_lam = tune("EASE regularization", lams, lambda v: run_ours(
-        lambda: build_engine("ease", regularization=v), fit_tr, val, k)[0])
-    add("ease", run_ours(lambda: build_engine("ease", regularization=ease_lam), train, test,
-                         k)[0], f"regularization={ease_lam}")
-    our_als = [{"factors": f, "regularization": r, "alpha": a}
-               for f in (64, 128) for r in (0.05, 1.0) for a in (2.0, 10.0)]
-    our_als_p = tune("ALS", our_als, lambda p: run_ours(
-        lambda: build_engine("als", **p), fit_tr, val, k)[0])
-    add("als", [run_ours(lambda: build_engine("als", random_state=s, **our_als_p), train, test,
-                         k)[0] for s in seeds], str(our_als_p))
-    add("temporal_ease", run_ours(lambda: build_engine("temporal_ease", regularization=ease_lam),
-                                  train, test, k, timestamps=T)[0],
-        f"regularization={ease_lam}")
-    add("content", run_ours(lambda: build_engine("content"), train, test, k,
-                            item_features=features)[0], "")
+    tuned: dict = {}
+
+    def ours_k():
+        if "k" not in tuned:
+            tuned["k"] = tune("itemknn k", [20, 50, 100, 200], lambda v: run_ours(
+                lambda: build_engine("itemknn", k=v), fit_tr, val, k)[0])
+        return tuned["k"]
+
+    def ease_lam():
+        if "lam" not in tuned:
+            tuned["lam"] = tune("EASE regularization", lams, lambda v: run_ours(
+                lambda: build_engine("ease", regularization=v), fit_tr, val, k)[0])
+        return tuned["lam"]
+
+    if want("popular"):
+        add("popular", run_ours(lambda: build_engine("popular"), train, test, k)[0], "")
+    if want("itemknn"):
+        add("itemknn", run_ours(lambda: build_engine("itemknn", k=ours_k()), train, test,
+                                k)[0], f"k={ours_k()}")
+    if want("cooccurrence"):
+        add("cooccurrence", run_ours(lambda: build_engine("cooccurrence", k=ours_k()), train,
+                                     test, k)[0], f"k={ours_k()}, jaccard")
+    if want("ease"):
+        add("ease", run_ours(lambda: build_engine("ease", regularization=ease_lam()), train,
+                             test, k)[0], f"regularization={ease_lam()}")
+    if want("als"):
+        our_als = [{"factors": f, "regularization": r, "alpha": a}
+                   for f in (64, 128) for r in (0.05, 1.0) for a in (2.0, 10.0)]
+        our_als_p = tune("ALS", our_als, lambda p: run_ours(
+            lambda: build_engine("als", **p), fit_tr, val, k)[0])
+        add("als", [run_ours(lambda s=s: build_engine("als", random_state=s, **our_als_p), train,
+                             test, k)[0] for s in seeds], str(our_als_p))
+    if want("temporal_ease"):
+        add("temporal_ease", run_ours(lambda: build_engine("temporal_ease",
+                                                           regularization=ease_lam()),
+                                      train, test, k, timestamps=T)[0],
+            f"regularization={ease_lam()}")
+    if want("content"):
+        add("content", run_ours(lambda: build_engine("content"), train, test, k,
+                                item_features=features)[0], "")
     deep_p = dict(args.deep_params)
-    if "l2" not in deep_p:
-        deep_p["l2"] = tune("two_tower l2", [3e-4, 3e-3], lambda v: run_ours(
-            lambda: build_engine("two_tower", **(deep_p | {"l2": v})), fit_tr, val, k,
-            item_features=features, timestamps=T_tr)[0])
-    add("two_tower (deep)", [run_ours(lambda: build_engine("two_tower", random_state=s, **deep_p),
-                                      train, test, k, item_features=features, timestamps=T)[0]
-                             for s in seeds],
-        str(deep_p))
-    # recency of the user's rows (data helper, decay="per_user"), tuned on validation
-    half_lives = [None, 7.0, 30.0, 90.0, 365.0]
-    ease_val = build_engine("ease", regularization=ease_lam).fit(fit_tr)
-    users_val = np.flatnonzero(val.getnnz(axis=1) > 0)
+    if want("two_tower"):
+        deep_p = tune_deep(deep_p, args.deep_grid, fit_tr, val, T_tr, features, k)
+        deep_rows = deep_scoring_rows(train, T, deep_p)
+        add("two_tower (deep)", [run_ours(lambda s=s: build_engine("two_tower", random_state=s,
+                                                               **deep_p),
+                                          train, test, k, rows=deep_rows,
+                                          item_features=features, timestamps=T)[0]
+                                 for s in seeds],
+            str(deep_p))
+    if want("recency") or want("hybrid"):
+        # recency of the user's rows (data helper, decay="per_user"), tuned on validation
+        half_lives = [None, 7.0, 30.0, 90.0, 365.0]
+        ease_val = build_engine("ease", regularization=ease_lam()).fit(fit_tr)
+        users_val = np.flatnonzero(val.getnnz(axis=1) > 0)
 
-    def recency_score(h):
-        rows = fit_tr if h is None else decayed(T_tr, h)
-        recs, _ = ease_val.recommend_batch(users_val, rows[users_val], n=k)
-        return evaluate_recs(recs, val, users_val, fit_tr, k)
+        def recency_score(h):
+            rows = fit_tr if h is None else decayed(T_tr, h)
+            recs, _ = ease_val.recommend_batch(users_val, rows[users_val], n=k)
+            return evaluate_recs(recs, val, users_val, fit_tr, k)
 
-    half_life = tune("row recency half-life (days)", half_lives, recency_score)
-    rows = train if half_life is None else decayed(T, half_life)
-    add("ease + recency rows", run_ours(lambda: build_engine("ease", regularization=ease_lam),
-                                        train, test, k, rows=rows)[0],
-        f"regularization={ease_lam}, half_life_days={half_life}")
-    components = [{"engine": "temporal_ease", "params": {"regularization": ease_lam}},
-                  {"engine": "ease", "params": {"regularization": ease_lam}},
-                  {"engine": "itemknn", "params": {"k": ours_k, "binarize": True}},
-                  {"engine": "content", "params": {}}]
-    if not args.no_deep_in_hybrid:
-        components.append({"engine": "two_tower", "params": deep_p})
-    hybrids = []
-    for s in seeds:
-        comps = [c if c["engine"] != "two_tower" else
-                 {"engine": "two_tower", "params": deep_p | {"random_state": s}}
-                 for c in components]
-        res, model = run_ours(lambda: build_engine("hybrid", components=comps,
-                                                   random_state=s), rows, test, k, rows=rows,
-                              item_features=features, timestamps=T)
-        hybrids.append(res)
-        print(f"    hybrid weights {dict(zip(model.component_names_, model.weights_.round(2)))}")
-    add("hybrid (+ recency rows)", hybrids,
-        f"components={[c['engine'] for c in components]}, half_life_days={half_life}")
+        half_life = tune("row recency half-life (days)", half_lives, recency_score)
+        rows = train if half_life is None else decayed(T, half_life)
+        if want("recency"):
+            add("ease + recency rows", run_ours(lambda: build_engine("ease", regularization=ease_lam()),
+                                                train, test, k, rows=rows)[0],
+                f"regularization={ease_lam()}, half_life_days={half_life}")
+    if want("hybrid"):
+        components = [{"engine": "temporal_ease", "params": {"regularization": ease_lam()}},
+                      {"engine": "ease", "params": {"regularization": ease_lam()}},
+                      {"engine": "itemknn", "params": {"k": ours_k(), "binarize": True}},
+                      {"engine": "content", "params": {}}]
+        if not args.no_deep_in_hybrid:
+            components.append({"engine": "two_tower", "params": deep_p})
+        hybrids = []
+        for s in seeds:
+            comps = [c if c["engine"] != "two_tower" else
+                     {"engine": "two_tower", "params": deep_p | {"random_state": s}}
+                     for c in components]
+            res, model = run_ours(lambda s=s, comps=comps: build_engine("hybrid", components=comps,
+                                                       random_state=s), rows, test, k, rows=rows,
+                                  item_features=features, timestamps=T)
+            hybrids.append(res)
+            print(f"    hybrid weights {dict(zip(model.component_names_, model.weights_.round(2), strict=True))}")
+        add("hybrid (+ recency rows)", hybrids,
+            f"components={[c['engine'] for c in components]}, half_life_days={half_life}")
     for row in table:
         row["vs_best_peer"] = row["ndcg"] / best_peer
     return {"dataset": name, "info": info, "table": table, "best_peer_ndcg": best_peer}
@@ -204,9 +258,18 @@ def main(argv=None):
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--deep-params", type=json.loads, default={},
                         help='JSON dict of TwoTower parameters, e.g. \'{"epochs": 30}\'')
+    parser.add_argument("--deep-grid", type=json.loads, default=None,
+                        help="JSON list of TwoTower settings to choose from on validation "
+                             "(default: the built-in DEEP_GRID)")
+    parser.add_argument("--only", nargs="+", metavar="GROUP",
+                        choices=["peers", "popular", "itemknn", "cooccurrence", "ease", "als",
+                                 "temporal_ease", "content", "two_tower", "recency", "hybrid"],
+                        help="run only these rows (peers = all four peers)")
     parser.add_argument("--no-deep-in-hybrid", action="store_true")
     parser.add_argument("--json", type=Path, help="also write the results as JSON")
     args = parser.parse_args(argv)
+    if args.deep_grid is None:
+        args.deep_grid = DEEP_GRID
     results = [run_dataset(name, args) for name in args.datasets]
     for res in results:
         print(f"\n### {res['dataset']} ({res['info']}), @{args.k}\n")

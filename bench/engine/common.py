@@ -56,7 +56,7 @@ def load_movielens(path=DATASETS / "ml-latest-small"):
                 "tags": [",".join(tags.get(i, [])) for i in item_ids]}
     # genres are a list: treat them as tags so each genre is its own token
     features["tags"] = [",".join(filter(None, (g, t))) for g, t in
-                        zip(features.pop("category"), features["tags"])]
+                        zip(features.pop("category"), features["tags"], strict=True)]
     return _dedupe_first(users, items, ts) + (len(item_ids), features)
 
 

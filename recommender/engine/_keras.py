@@ -46,10 +46,11 @@ def _item_tower_class(keras):
     class ItemTower(keras.layers.Layer):
         """Item vectors = free embedding (+ projected content); returns logits."""
 
-        def __init__(self, n_items, dim, content_dim=0, l2=0.0, hidden_dim=0, **kwargs):
+        def __init__(self, n_items, dim, content_dim=0, l2=0.0, hidden_dim=0, use_bias=True,
+                     **kwargs):
             super().__init__(**kwargs)
             self.n_items, self.dim, self.content_dim, self.l2 = n_items, dim, content_dim, l2
-            self.hidden_dim = hidden_dim
+            self.hidden_dim, self.use_bias = hidden_dim, use_bias
             if hidden_dim:  # tied: the user tower reads the history through the item vectors
                 reg = keras.regularizers.l2(l2) if l2 else None
                 self.user_hidden = keras.layers.Dense(hidden_dim, activation="tanh",
@@ -61,7 +62,7 @@ def _item_tower_class(keras):
             self.emb = self.add_weight(shape=(self.n_items, self.dim), name="item_emb",
                                        initializer="glorot_uniform", regularizer=reg)
             self.bias = self.add_weight(shape=(self.n_items,), name="item_bias",
-                                        initializer="zeros")
+                                        initializer="zeros", trainable=self.use_bias)
             if self.content_dim:
                 self.content = self.add_weight(shape=(self.n_items, self.content_dim),
                                                name="content", initializer="zeros",
@@ -89,7 +90,8 @@ def _item_tower_class(keras):
         def get_config(self):
             return super().get_config() | {"n_items": self.n_items, "dim": self.dim,
                                            "content_dim": self.content_dim, "l2": self.l2,
-                                           "hidden_dim": self.hidden_dim}
+                                           "hidden_dim": self.hidden_dim,
+                                           "use_bias": self.use_bias}
 
     _ITEM_TOWER = ItemTower
     return ItemTower
@@ -108,7 +110,7 @@ def _build_keras_model(keras, n_warm: int, content: np.ndarray | None, params: d
     tower = _item_tower_class(keras)(n_warm, params["embedding_dim"],
                                      0 if content is None else content.shape[1],
                                      params["l2"], params["hidden_dim"] if tied else 0,
-                                     name="item_tower")
+                                     params.get("item_bias", True), name="item_tower")
     outputs = tower(h)
     if content is None:
         outputs = {"full": layers.Identity(name="full")(outputs)}

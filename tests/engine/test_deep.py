@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import scipy.sparse as sp
 
 from recommender.engine.deep import KERAS_FILE, TwoTower
@@ -41,3 +42,35 @@ def test_without_content_is_a_denoising_autoencoder():
     row = sp.csr_matrix((np.ones(4, np.float32), ([0] * 4, [5, 6, 7, 8])), shape=(1, 11))
     assert model.recommend(0, row, n=1)[0][0] == 9
     assert not model.content_vectors_.any()
+
+
+def test_validation_ndcg_drives_early_stopping():
+    X, T = make_interactions()
+    model = TwoTower(embedding_dim=8, hidden_dim=8, content_dim=4, epochs=3, batch_size=16,
+                     patience=3, validation_fraction=0.3, half_life_days=30.0,
+                     monitor="ndcg")
+    model.fit(X, item_features=ITEMS, timestamps=T)
+    assert len(model.history_["val_ndcg"]) == model.epochs_trained_
+    assert all(0.0 <= v <= 1.0 for v in model.history_["val_ndcg"])
+    assert 1 <= model.best_epoch_ <= model.epochs_trained_
+
+
+def test_batches_cut_histories_in_time_and_weight_inputs_by_recency():
+    day = 86_400.0
+    X = sp.csr_matrix(np.ones((1, 5), np.float32))
+    T = sp.csr_matrix(np.array([[1.0, 2.0, 3.0, 4.0, 5.0]]) * 10 * day)
+    model = TwoTower(half_life_days=10.0, past_weight=0.5)
+    position, stamps = model._positions(X, T, np.arange(5))
+    x, y, later = model._batch_maker(X, position, stamps)(np.array([0]), None)
+    assert later[0].tolist() == [False, False, False, False, True]   # cut at 80%
+    assert x[0, 4] == 0 and np.all(np.diff(x[0, :4]) > 0)            # older = lighter
+    np.testing.assert_allclose(x[0, :4] / x[0, 3], [0.125, 0.25, 0.5, 1.0], rtol=1e-6)
+    np.testing.assert_allclose(y[0], [0.5, 0.5, 0.5, 0.5, 1.0])
+
+
+@pytest.mark.parametrize("name, value", [("half_life_days", 0.0), ("past_weight", -1.0),
+                                         ("monitor", "auc"), ("item_bias", "yes")])
+def test_new_hyperparameters_are_validated(name, value):
+    X, _ = make_interactions()
+    with pytest.raises(ValueError, match=name):
+        TwoTower(**{name: value}).fit(X)
