@@ -152,6 +152,16 @@ end
 """
 
 
+ANON_LUA = """
+local pages = {%s}
+local template = "/"
+init = function(args) template = args[1] end
+request = function()
+  return wrk.format("GET", (string.gsub(template, "PK", pages[math.random(#pages)])))
+end
+"""
+
+
 def product_pages(products, n=5000, seed=3):
     """Product keys drawn with Zipf weights (s=1): the page views of a shop."""
     rng = random.Random(seed)
@@ -225,6 +235,17 @@ def serve_and_load(engine, cookies, args, products=None):
         results = {name: run_wrk(base, path, str(script), args.seconds, args.connections)
                    for name, path in paths.items()}
         results["first"] = first
+        if products:  # anonymous visitors (no cookie): responses shared by all of them
+            anon = Path(script.parent) / "anonymous.lua"
+            anon.write_text(ANON_LUA % ",".join(str(pk) for pk in product_pages(products)))
+            anonymous = {
+                "similar-items API (anonymous, limit 10)": "/recommender/api/items/PK/similar/?limit=10",
+                "trending API (anonymous, limit 10)": "/recommender/api/trending/?limit=10",
+            }
+            for path in anonymous.values():
+                run_wrk(base, path, str(anon), 3, args.connections)
+            for name, path in anonymous.items():
+                results[name] = run_wrk(base, path, str(anon), args.seconds, args.connections)
         if products:  # the product page with and without three blocks, one client at a time
             pages = Path(script.parent) / "pages.lua"
             pages.write_text(PAGES_LUA % (",".join(f'"{c}"' for c in cookies),

@@ -128,8 +128,10 @@ def _unresolved_user(request):
 
 
 def _fast_eligible(request):
+    # an Authorization header is for DRF's other authenticators (token, basic): not ours
     return (request.method == "GET" and "user" not in request.GET and "format" not in request.GET
-            and "text/html" not in request.META.get("HTTP_ACCEPT", ""))
+            and "text/html" not in request.META.get("HTTP_ACCEPT", "")
+            and "HTTP_AUTHORIZATION" not in request.META)
 
 
 def recommendations_view(request, *args, **kwargs):
@@ -208,17 +210,24 @@ class _ItemListView(_RecommendationView):
                                     exclude=params.get("exclude", ()))
         return self.page(request, recs, params)
 
+    def page(self, request, recommendations, params):
+        data = paginate(request, recommendations, params["limit"], params["offset"])
+        _store_shared(request, recommendations, data, self.kind, params)
+        return Response(data)
+
 
 class SimilarItemsView(_ItemListView):
     """Items similar to an item ("Similar to X"), then popular items of its category."""
 
     recommend = staticmethod(serving.similar_items)
+    kind = "similar"
 
 
 class BoughtTogetherView(_ItemListView):
     """Items customers bought together with an item."""
 
     recommend = staticmethod(serving.bought_together)
+    kind = "bought_together"
 
 
 class TrendingView(_RecommendationView):
@@ -229,4 +238,98 @@ class TrendingView(_RecommendationView):
         params = self.query(request)
         recs = serving.trending(n=MAX_RESULTS, category=params.get("category"), request=request,
                                 algorithm=params.get("algorithm"), exclude=params.get("exclude", ()))
-        return self.page(request, recs, params)
+        data = paginate(request, recs, params["limit"], params["offset"])
+        _store_shared(request, recs, data, "trending", params)
+        return Response(data)
+
+
+# Anonymous visitors: stored responses shared by all of them --------------------------------
+#
+# An anonymous visitor's similar-items, bought-together and trending responses depend only
+# on the item's list (or the trending list), the items and the request's parameters: they
+# are stored once and served to every anonymous visitor while the list and the items token
+# are unchanged, with the anonymous throttle counted in the same Redis round trip. Logged-in
+# visitors (their bought items are left out) and everything unusual go through DRF.
+
+
+def _anonymous(request):
+    """Whether the visitor is anonymous, without resolving ``request.user`` if it is still lazy."""
+    if _unresolved_user(request):
+        return identity.claim(request) is None  # Django would find no user in this session either
+    user = getattr(request, "user", None)
+    return user is None or not user.is_authenticated
+
+
+def _store_shared(request, recommendations, data, kind, params):
+    """Store a response made for an anonymous visitor (after a miss of the shared lookup).
+
+    A page made only of the watched list's items (``kind``) is kept while that list and
+    the items are unchanged; a page that shows fallback items (popular), whose list is not
+    in the fingerprint, only for a minute.
+    """
+    found = getattr(request, "_recommender_shared", None)
+    user = getattr(request, "user", None)
+    if found is None or (user is not None and user.is_authenticated):
+        return
+    if found.key != response_cache.response_key(request, "anon"):
+        return
+    shown = recommendations[params["offset"]:params["offset"] + params["limit"]]
+    fresh = all(rec.kind == kind for rec in shown)
+    response_cache.store(found, response_cache.encode(data),
+                         rec_settings.CACHE_TIMEOUT if fresh else response_cache.SHORT_TIMEOUT)
+
+
+def _shared_list_view(drf_view, watched_lists):
+    """Wrap a DRF list view with the anonymous fast path; ``watched_lists(request, kwargs)``
+    names the lists its response is made from (None: no fast path for this request)."""
+
+    def view(request, *args, **kwargs):
+        if not _fast_eligible(request) or not _anonymous(request):
+            return drf_view(request, *args, **kwargs)
+        lists = watched_lists(request, kwargs)
+        throttle = RecommendationsAnonThrottle()
+        if lists is None or (throttle.rate is not None and served.backend()[1] is None):
+            return drf_view(request, *args, **kwargs)
+        counter = throttle.counter_key_for_anonymous(request)
+        watched = [served.cache_key(*key) for key in lists] + [serving.ITEMS_TOKEN_KEY]
+        found = response_cache.lookup_watched(request, "anon", watched, counter=counter,
+                                              counter_ttl=throttle.duration + 1 if counter else None)
+        allowed = True
+        if counter is not None:
+            allowed = throttle.judge(found.count)
+            request._recommender_counted = Counted(throttle.scope, None, allowed, throttle.wait_time)
+        if allowed and found.body is not None:
+            response = HttpResponse(found.body, content_type="application/json")
+            patch_vary_headers(response, ("Accept",))
+            return response
+        request._recommender_shared = found
+        return drf_view(request, *args, **kwargs)
+
+    view.cls = drf_view.cls
+    view.initkwargs = drf_view.initkwargs
+    view.csrf_exempt = True
+    return view
+
+
+def _item_key(kwargs):
+    model = rec_settings.item_model()
+    try:
+        return model._meta.pk.to_python(kwargs.get("pk"))
+    except DjangoValidationError:
+        return None
+
+
+def _one_list(kind, setting):
+    def lists(request, kwargs):
+        pk = _item_key(kwargs)
+        if pk is None:
+            return None  # DRF answers the 404
+        return [(kind, request.GET.get("algorithm") or getattr(rec_settings, setting), pk)]
+    return lists
+
+
+similar_items_view = _shared_list_view(SimilarItemsView.as_view(), _one_list("similar", "SIMILAR_ALGORITHM"))
+bought_together_view = _shared_list_view(BoughtTogetherView.as_view(),
+                                         _one_list("bought_together", "BOUGHT_TOGETHER_ALGORITHM"))
+trending_view = _shared_list_view(TrendingView.as_view(), lambda request, kwargs: [
+    ("trending", request.GET.get("algorithm") or rec_settings.TRENDING_ALGORITHM, 0)])

@@ -39,21 +39,29 @@ class Lookup:
 
 
 def lookup(request, user_pk, algorithm, counter=None, counter_ttl=None, extra=()):
-    """The stored response, checked (and a throttle ``counter`` counted) in one round trip.
+    """A user's stored response, checked (and a throttle ``counter`` counted) in one round trip.
 
     ``extra`` cache keys are read in the same round trip (the user's auth record).
     """
-    key = response_key(request, user_pk)
-    keys = [served.cache_key("for_user", algorithm, user_pk), serving.ITEMS_TOKEN_KEY,
-            serving.user_token_key(user_pk), key, *extra]
+    watched = [served.cache_key("for_user", algorithm, user_pk), serving.ITEMS_TOKEN_KEY,
+               serving.user_token_key(user_pk)]
+    return lookup_watched(request, user_pk, watched, counter, counter_ttl, extra)
+
+
+def lookup_watched(request, subject, watched, counter=None, counter_ttl=None, extra=()):
+    """The stored response of ``subject`` (a user key, or "anon"), valid while the raw values
+    of the ``watched`` cache keys are unchanged; one round trip."""
+    key = response_key(request, subject)
+    keys = [*watched, key, *extra]
     values = served.mget_raw(keys, counter=counter, counter_ttl=counter_ttl)
-    fingerprint = served.fingerprint(values[:3])
-    stored = values[3]
+    n = len(watched)
+    fingerprint = served.fingerprint(values[:n])
+    stored = values[n]
     body = None
     if isinstance(stored, bytes) and stored[:len(fingerprint)] == fingerprint:
         body = stored[len(fingerprint):]
     return Lookup(key, fingerprint, body, values[len(keys)] if counter is not None else None,
-                  values[4:len(keys)])
+                  values[n + 1:len(keys)])
 
 
 def store(found, body, timeout):

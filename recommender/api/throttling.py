@@ -77,14 +77,16 @@ class _CountedOnceMixin:
         counted = getattr(request, "_recommender_counted", None)
         if counted is not None and self.scope == counted.scope:
             user = getattr(request, "user", None)
-            if user is not None and user.is_authenticated and user.pk == counted.pk:
+            authenticated = user is not None and user.is_authenticated
+            if (user.pk == counted.pk) if authenticated else counted.pk is None:
                 self.wait_time = counted.wait_time
                 return counted.allowed
         return super().allow_request(request, view)
 
 
 class Counted:
-    """A request already counted against ``pk``'s window of ``scope``, and the verdict."""
+    """A request already counted against ``pk``'s window of ``scope`` (``pk`` None: an
+    anonymous visitor's, by address), and the verdict."""
 
     __slots__ = ("scope", "pk", "allowed", "wait_time")
 
@@ -94,6 +96,15 @@ class Counted:
 
 class RecommendationsAnonThrottle(_CountedOnceMixin, _SettingsRateMixin, AnonRateThrottle):
     scope = "recommendations_anon"
+
+    def counter_key_for_anonymous(self, request):
+        """The window key of an anonymous visitor (as DRF's ``AnonRateThrottle`` keys it)."""
+        if self.rate is None:
+            return None
+        cache, client = served.backend()
+        if client is None:
+            return None
+        return self._window(cache, self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)})
 
 
 class RecommendationsUserThrottle(_CountedOnceMixin, _SettingsRateMixin, UserRateThrottle):

@@ -7,10 +7,9 @@ from recommender.api import recommendations, training, views
 urlpatterns = [
     path("events/", views.EventsView.as_view(), name="events"),
     path("recommendations/", recommendations.recommendations_view, name="recommendations"),
-    path("items/<str:pk>/similar/", recommendations.SimilarItemsView.as_view(), name="similar-items"),
-    path("items/<str:pk>/bought-together/", recommendations.BoughtTogetherView.as_view(),
-         name="bought-together"),
-    path("trending/", recommendations.TrendingView.as_view(), name="trending"),
+    path("items/<str:pk>/similar/", recommendations.similar_items_view, name="similar-items"),
+    path("items/<str:pk>/bought-together/", recommendations.bought_together_view, name="bought-together"),
+    path("trending/", recommendations.trending_view, name="trending"),
     path("training-runs/", training.TrainingRunsView.as_view(), name="training-runs"),
     path("training-runs/<int:pk>/", training.TrainingRunView.as_view(), name="training-run"),
 ]
