@@ -157,7 +157,10 @@ local pages = {%s}
 local template = "/"
 init = function(args) template = args[1] end
 request = function()
-  return wrk.format("GET", (string.gsub(template, "PK", pages[math.random(#pages)])))
+  -- visitors from 10,000 addresses: DRF's anonymous throttle counts per address
+  local address = "10.0." .. math.random(0, 39) .. "." .. math.random(1, 250)
+  return wrk.format("GET", (string.gsub(template, "PK", pages[math.random(#pages)])),
+                    {["X-Forwarded-For"] = address})
 end
 """
 
