@@ -217,8 +217,11 @@ def serve_and_load(engine, cookies, args, products=None):
     script.write_text(LUA % ",".join(f'"{c}"' for c in cookies))
     env = dict(os.environ, DJANGO_SETTINGS_MODULE="shopdemo.settings", SHOPDEMO_URLCONF="shopdemo.bench_urls",
                DJANGO_DEBUG="0", DB_CONN_MAX_AGE="600", PYTHONPATH=str(ROOT), SHOPDEMO_SESSION_ENGINE=engine)
-    server = subprocess.Popen([str(ROOT / ".venv/bin/gunicorn"), "shopdemo.wsgi", "-w", str(args.workers),
-                               "-b", f"127.0.0.1:{PORT}", "--log-level", "warning"], cwd=ROOT, env=env)
+    command = [str(ROOT / ".venv/bin/gunicorn"), "shopdemo.wsgi", "-w", str(args.workers),
+               "-b", f"127.0.0.1:{PORT}", "--log-level", "warning"]
+    if args.threads > 1:  # gthread workers: a thread can run while another waits on Redis
+        command += ["-k", "gthread", "--threads", str(args.threads)]
+    server = subprocess.Popen(command, cwd=ROOT, env=env)
     base = f"http://127.0.0.1:{PORT}"
     try:
         for _ in range(100):
@@ -270,11 +273,13 @@ def main():
     parser.add_argument("--seconds", type=int, default=15)
     parser.add_argument("--connections", type=int, default=20)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1, help="> 1: gunicorn gthread workers with this many threads")
     parser.add_argument("--sessions", default="cached_db,cache,signed_cookies",
                         help="session engines to compare: " + ", ".join(ENGINES))
     args = parser.parse_args()
     sys.path.insert(0, str(HERE))
     people, products = prepare(100_000, 20_000, args.interactions, 1000)
+    kind = "sync" if args.threads == 1 else f"gthread x {args.threads}"
     for name in args.sessions.split(","):
         forget_stored_responses()
         results = serve_and_load(ENGINES[name], session_cookies(people, ENGINES[name]), args,
@@ -282,7 +287,7 @@ def main():
         bare = results["bare Django JSON view"]["p50"]
         bare_user = results["bare view + request.user"]["p50"]
         print(f"\nsessions: {name}; wrk, {args.connections} connections, {args.seconds}s per URL, "
-              f"gunicorn {args.workers} sync workers, PostgreSQL + Redis, {args.interactions:,} interactions")
+              f"gunicorn {args.workers} {kind} workers, PostgreSQL + Redis, {args.interactions:,} interactions")
         print("| path | req/s | p50 ms | p99 ms | p50 vs bare | p50 vs bare + user | non-2xx |")
         print("|---|---|---|---|---|---|---|")
         first = results.pop("first")
