@@ -54,8 +54,22 @@ def test_storefront_in_chinese_from_accept_language(client, catalog):
     for text in ("全部商品", "按分类选购", "购物车", "登录", "加入购物车"):
         assert text in page, text
     assert "All products" not in page
-    # product data and category names stay as they are
+    # product data stays as it is; names the catalog does not know too
     assert "Red Spotty Mug" in page and "Mugs" in page
+
+
+@pytest.mark.django_db
+def test_demo_category_names_are_translated(client, catalog):
+    from shopdemo.shop.categories import CATEGORY_NAMES
+    from shopdemo.shop.models import Category
+
+    decor = Category.objects.create(name="Home Decor", slug="home-decor")
+    assert "家居装饰" in client.get("/", **ZH).content.decode()
+    assert "Home Decor" in client.get("/").content.decode()
+    with translation.override("zh-hans"):
+        assert str(decor) == "家居装饰"
+        untranslated = [name for name in CATEGORY_NAMES if translation.gettext(name) == name]
+    assert untranslated == []  # every category the loader makes has a Chinese name
 
 
 @pytest.mark.django_db

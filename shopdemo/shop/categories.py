@@ -63,6 +63,7 @@ Edit :data:`RULES` to change the categories; the loader reports the count of eac
 import re
 
 from django.utils.text import slugify
+from django.utils.translation import gettext_noop
 
 FALLBACK = "Gifts & Other"
 
@@ -179,6 +180,17 @@ RULES = [
 
 #: Every category, alphabetically, then the fallback.
 CATEGORY_NAMES = sorted({name for name, _ in RULES}) + [FALLBACK]
+
+# The names are stored in English (they are the categories' keys); the storefront shows
+# them translated (``Category.display_name``). Listed here for makemessages.
+_TRANSLATED_NAMES = [
+    gettext_noop("Bags & Storage"), gettext_noop("Candles & Lighting"),
+    gettext_noop("Cards, Stationery & Gift Wrap"), gettext_noop("Christmas"), gettext_noop("Easter"),
+    gettext_noop("Garden & Outdoor"), gettext_noop("Gifts & Other"), gettext_noop("Home Decor"),
+    gettext_noop("Jewellery & Accessories"), gettext_noop("Kitchen & Dining"),
+    gettext_noop("Party & Baking"), gettext_noop("Signs & Frames"), gettext_noop("Tea & Coffee"),
+    gettext_noop("Toys & Games"),
+]
 
 
 def _pattern(keyword):
