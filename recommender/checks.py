@@ -125,7 +125,7 @@ def _check_numbers():
             hint="A positive number of days, or None to keep anonymous history.",
             id="recommender.E022",
         ))
-    for key in ("AUTH_CACHE_TIMEOUT", "BLOCK_CACHE_TIMEOUT"):
+    for key in ("AUTH_CACHE_TIMEOUT", "BLOCK_CACHE_TIMEOUT", "ITEM_CACHE_TIMEOUT"):
         timeout = getattr(rec_settings, key)
         if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int) or timeout < 0):
             errors.append(Error(

@@ -109,6 +109,9 @@ DEFAULTS = {
     # Seconds a rendered recommendation block is reused while its lists and items are
     # unchanged (recommender.block_cache); None: off.
     "BLOCK_CACHE_TIMEOUT": 3600,
+    # Seconds the items shown by blocks and the API are cached as model instances, until
+    # any item is saved or deleted (recommender.serving); None: one query per block.
+    "ITEM_CACHE_TIMEOUT": 600,
     # Celery beat entries (crontab "minute hour day-of-month month day-of-week"; None: off),
     # installed by ``recommender.schedules.beat_schedule()`` in the site's Celery app.
     "SCHEDULE": {

@@ -6,6 +6,7 @@ fetches the chosen items in one query that also applies the availability and
 category filters. See docs/serving.md.
 """
 
+import hashlib
 import json
 import time
 from dataclasses import dataclass
@@ -299,6 +300,17 @@ class _Pipeline:
         return results
 
     def _fetch(self, pool):
+        """The pool's items plus the items named in reasons: from the item cache, else one query.
+
+        Items come back whether or not they pass the filters; ``run`` checks them
+        (``_eligible``), as it does for the items named in reasons.
+        """
+        wanted = {c[0] for c in pool} | ({self.to_pk(c[2]) for c in pool if c[2] is not None} - set(self.known))
+        if not rec_settings.ITEM_CACHE_TIMEOUT:
+            return self._query(pool)
+        return _cached_items(self, wanted)
+
+    def _query(self, pool):
         """The pool's items that pass the filters, plus the items named in reasons: one query."""
         available = rec_settings.item_field("available")
         condition = Q(pk__in=[c[0] for c in pool])
@@ -309,13 +321,16 @@ class _Pipeline:
         reasons = {self.to_pk(c[2]) for c in pool if c[2] is not None} - set(self.known)
         if reasons:
             condition |= Q(pk__in=reasons)
+        return {obj.pk: obj for obj in self._queryset(condition)}
+
+    def _queryset(self, condition):
         queryset = self.model._default_manager.filter(condition)
         long_text = [name for name in rec_settings.item_field("text") or [] if name]
         if long_text:  # descriptions are not shown in a block: do not transfer them
             queryset = queryset.defer(*long_text)
         if self.category_field is not None and self.category_field.many_to_one:
             queryset = queryset.select_related(self.category_field.name)
-        return {obj.pk: obj for obj in queryset}
+        return queryset
 
     def _eligible(self, obj, only_category):
         # the query may also return items named in reasons: check the rules again here
@@ -354,6 +369,52 @@ class _Pipeline:
             return ""
         value = getattr(item, field.name, None)
         return str(value) if value is not None else ""
+
+
+# Item cache -----------------------------------------------------------------------------
+#
+# Blocks and API responses show a handful of items; rendering one that is not stored yet
+# fetched them with a query (about 0.7 ms on PostgreSQL). Items are cached as model
+# instances (pickled by the cache), each stored with the items token it was read under:
+# any item's save or delete (``touch_items``) retires them all. The key names the model's
+# fields, so a deploy that changes the model never reads an older layout.
+
+_ITEM_PREFIXES = {}
+
+
+def _item_prefix(model):
+    prefix = _ITEM_PREFIXES.get(model)
+    if prefix is None:
+        fields = ",".join(f.attname for f in model._meta.concrete_fields)
+        layout = f"{model._meta.label}|{fields}|{rec_settings.item_field('text')}|{rec_settings.item_field('category')}"
+        digest = hashlib.blake2b(layout.encode(), digest_size=6).hexdigest()
+        prefix = _ITEM_PREFIXES[model] = f"recommender:item:{digest}:"
+    return prefix
+
+
+def _cached_items(pipeline, pks):
+    """``{pk: item}`` of ``pks`` (unavailable ones included): one MGET, one query for misses."""
+    if not pks:
+        return {}
+    prefix = _item_prefix(pipeline.model)
+    keys = {pk: f"{prefix}{pk}" for pk in pks}
+    found = served.get_many([ITEMS_TOKEN_KEY, *keys.values()])
+    token = found.get(ITEMS_TOKEN_KEY)
+    objects, missing = {}, []
+    for pk, key in keys.items():
+        entry = found.get(key)
+        if entry is not None and entry[0] == token:
+            if entry[1] is not None:
+                objects[pk] = entry[1]
+        else:
+            missing.append(pk)
+    if missing:
+        fresh = {obj.pk: obj for obj in pipeline._queryset(Q(pk__in=missing))}
+        objects.update(fresh)
+        # deleted items are remembered as None, so they cost no query either
+        served.get_cache().set_many({keys[pk]: (token, fresh.get(pk)) for pk in missing},
+                                    timeout=rec_settings.ITEM_CACHE_TIMEOUT)
+    return objects
 
 
 def _category_value(category):

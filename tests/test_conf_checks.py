@@ -56,6 +56,7 @@ def test_unknown_setting_attribute_raises():
     ({"ANONYMOUS_RETENTION_DAYS": -1}, "recommender.E022"),
     ({"AUTH_CACHE_TIMEOUT": "5 min"}, "recommender.E023"),
     ({"BLOCK_CACHE_TIMEOUT": -1}, "recommender.E023"),
+    ({"ITEM_CACHE_TIMEOUT": 1.5}, "recommender.E023"),
     ({"ARTIFACT_DIR": __file__ + "/artifacts"}, "recommender.E030"),  # under a file
     ({"TYPO_KEY": 1}, "recommender.W001"),
 ])

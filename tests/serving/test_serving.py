@@ -83,14 +83,34 @@ def test_over_fetch_fills_n_after_filtering(shelf, alice, publish):
     assert len(queries) == 2
 
 
-def test_warm_path_is_one_query(shelf, alice, publish):
+def test_warm_path_needs_no_query(shelf, alice, publish, settings):
     publish("for_user", "hybrid", {alice: ranked(shelf[4:10])})
-    serving.recommend_for(alice, n=4)
+    first = serving.recommend_for(alice, n=4)
     with CaptureQueriesContext(connection) as queries:
         recs = serving.recommend_for(alice, n=4)
-    assert len(recs) == 4
-    assert len(queries) == 1, [q["sql"] for q in queries]  # items, with their category joined
+    assert [(r.item.pk, r.reason, str(r.item.category)) for r in recs] == [
+        (r.item.pk, r.reason, str(r.item.category)) for r in first]
+    assert len(queries) == 0, [q["sql"] for q in queries]  # list, facts and items all cached
+    # without the item cache: one query, the items with their category joined
+    settings.RECOMMENDER = {**settings.RECOMMENDER, "ITEM_CACHE_TIMEOUT": None}
+    with CaptureQueriesContext(connection) as queries:
+        assert len(serving.recommend_for(alice, n=4)) == 4
+    assert len(queries) == 1, [q["sql"] for q in queries]
     assert "JOIN" in queries[0]["sql"]
+
+
+def test_item_cache_follows_item_changes(shelf, alice, publish):
+    publish("for_user", "hybrid", {alice: ranked(shelf[4:10])})
+    assert [r.item.pk for r in serving.recommend_for(alice, n=2)] == [shelf[4].pk, shelf[5].pk]
+    shelf[4].title = "Renamed Mug"
+    shelf[4].save()  # a new items token: every cached item is read again
+    recs = serving.recommend_for(alice, n=2)
+    assert recs[0].item.title == "Renamed Mug"
+    shelf[5].is_active = False
+    shelf[5].save()
+    assert [r.item.pk for r in serving.recommend_for(alice, n=2)] == [shelf[4].pk, shelf[6].pk]
+    shelf[6].delete()
+    assert [r.item.pk for r in serving.recommend_for(alice, n=2)] == [shelf[4].pk, shelf[7].pk]
 
 
 def test_purchase_invalidates_the_bought_filter(shelf, alice, publish):
