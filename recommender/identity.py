@@ -104,9 +104,10 @@ def remember(request, user):
     backend = session.get(BACKEND_SESSION_KEY)
     if backend is None or str(session.get(SESSION_KEY)) != str(user.pk):
         return
-    if session.get(HASH_SESSION_KEY) != user.get_session_auth_hash():
+    auth_hash = user.get_session_auth_hash()
+    if session.get(HASH_SESSION_KEY) != auth_hash:
         return  # resolved through a fallback secret: let Django keep handling it
-    value = _record(backend, user.get_session_auth_hash())
+    value = _record(backend, auth_hash)
     cache, client = served.backend()
     if client is not None:
         client.set(cache.make_key(auth_key(user.pk)), value, ex=int(timeout), nx=True)

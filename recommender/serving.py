@@ -22,7 +22,7 @@ from recommender.conf import rec_settings
 from recommender.models import Interaction, ServedList
 
 __all__ = [
-    "Recommendation", "recommend_for", "similar_items", "bought_together", "trending",
+    "Recommendation", "Recommendations", "as_list", "recommend_for", "similar_items", "bought_together", "trending",
     "read_lists", "user_facts", "touch_items", "touch_user", "connect",
 ]
 
@@ -305,12 +305,12 @@ class _Pipeline:
         Items come back whether or not they pass the filters; ``run`` checks them
         (``_eligible``), as it does for the items named in reasons.
         """
-        wanted = {c[0] for c in pool} | ({self.to_pk(c[2]) for c in pool if c[2] is not None} - set(self.known))
-        if not rec_settings.ITEM_CACHE_TIMEOUT:
-            return self._query(pool)
-        return _cached_items(self, wanted)
+        reasons = {self.to_pk(c[2]) for c in pool if c[2] is not None} - set(self.known)
+        if rec_settings.ITEM_CACHE_TIMEOUT:
+            return _cached_items(self, {c[0] for c in pool} | reasons)
+        return self._query(pool, reasons)
 
-    def _query(self, pool):
+    def _query(self, pool, reasons):
         """The pool's items that pass the filters, plus the items named in reasons: one query."""
         available = rec_settings.item_field("available")
         condition = Q(pk__in=[c[0] for c in pool])
@@ -318,7 +318,6 @@ class _Pipeline:
             condition &= Q(**{available: True})
         if self.category is not None and self.category_field is not None:
             condition &= Q(**{self.category_field.attname: self.category})
-        reasons = {self.to_pk(c[2]) for c in pool if c[2] is not None} - set(self.known)
         if reasons:
             condition |= Q(pk__in=reasons)
         return {obj.pk: obj for obj in self._queryset(condition)}
@@ -473,6 +472,15 @@ def _fallback_sources():
 # Public functions ---------------------------------------------------------------
 
 
+def as_list(items):
+    """``items`` as a list: None gives ``[]``, one item (or key) a list of it, an iterable its items."""
+    if items is None:
+        return []
+    if hasattr(items, "pk") or isinstance(items, str) or not hasattr(items, "__iter__"):
+        return [items]
+    return list(items)
+
+
 def recommend_for(request_or_user, n=10, algorithm=None, category=None, exclude=()):
     """Recommendations for a visitor: their own list, then fallbacks until ``n`` are found.
 
@@ -513,13 +521,9 @@ def similar_items(item, n=10, algorithm=None, request=None, category=None, exclu
 def bought_together(items, n=10, algorithm=None, request=None, category=None, exclude=()):
     """Items bought with ``items`` (one item or several, e.g. a cart's), never the items themselves."""
     algorithm = algorithm or rec_settings.BOUGHT_TOGETHER_ALGORITHM
-    if items is None:
-        items = []
-    elif hasattr(items, "pk") or not hasattr(items, "__iter__"):
-        items = [items]
-    items = list(items)
+    items = as_list(items)
     if not items:
-        return []
+        return Recommendations()
     instances = [x for x in items if hasattr(x, "pk")]
     pks = [getattr(x, "pk", x) for x in items]
     _request, user, _session = _visitor(request)

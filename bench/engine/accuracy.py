@@ -14,7 +14,6 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -27,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
-from common import DATASETS, LOADERS, PeerEASE, PeerImplicit, PeerPopular, temporal_split  # noqa: E402
+from common import LOADERS, PeerEASE, PeerImplicit, PeerPopular, base_parser, temporal_split  # noqa: E402
 
 from recommender.engine import build_engine  # noqa: E402
 from recommender.engine.data import build_interaction_matrix  # noqa: E402
@@ -250,14 +249,7 @@ def run_dataset(name, args):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--datasets", nargs="+", default=["ml-latest-small", "online-retail"],
-                        choices=sorted(LOADERS))
-    parser.add_argument("--data-dir", type=Path, default=DATASETS)
-    parser.add_argument("--k", type=int, default=10)
-    parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--deep-params", type=json.loads, default={},
-                        help='JSON dict of TwoTower parameters, e.g. \'{"epochs": 30}\'')
+    parser = base_parser(__doc__.splitlines()[0])
     parser.add_argument("--deep-grid", type=json.loads, default=None,
                         help="JSON list of TwoTower settings to choose from on validation "
                              "(default: the built-in DEEP_GRID)")
@@ -266,7 +258,6 @@ def main(argv=None):
                                  "temporal_ease", "content", "two_tower", "recency", "hybrid"],
                         help="run only these rows (peers = all four peers)")
     parser.add_argument("--no-deep-in-hybrid", action="store_true")
-    parser.add_argument("--json", type=Path, help="also write the results as JSON")
     args = parser.parse_args(argv)
     if args.deep_grid is None:
         args.deep_grid = DEEP_GRID

@@ -14,7 +14,6 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -27,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
 import scipy.sparse as sp  # noqa: E402
-from common import DATASETS, LOADERS  # noqa: E402
+from common import LOADERS, base_parser  # noqa: E402
 
 from recommender.engine import build_engine  # noqa: E402
 from recommender.engine.evaluation import format_table, ranking_metrics  # noqa: E402
@@ -79,14 +78,7 @@ def run(name, args):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--datasets", nargs="+", default=["ml-latest-small", "online-retail"],
-                        choices=sorted(LOADERS))
-    parser.add_argument("--data-dir", type=Path, default=DATASETS)
-    parser.add_argument("--k", type=int, default=10)
-    parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--deep-params", type=json.loads, default={})
-    parser.add_argument("--json", type=Path)
+    parser = base_parser(__doc__.splitlines()[0])
     args = parser.parse_args(argv)
     results = [run(name, args) for name in args.datasets]
     for res in results:

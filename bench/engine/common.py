@@ -5,9 +5,11 @@ Datasets are read from ``datasets/`` in the repository (never from ``../shared``
 
 from __future__ import annotations
 
+import argparse
 import csv
 import gzip
 import io
+import json
 import os
 import time
 from datetime import UTC, datetime
@@ -160,3 +162,18 @@ def timed(fn, *args, **kwargs):
     start = time.perf_counter()
     out = fn(*args, **kwargs)
     return out, time.perf_counter() - start
+
+
+def base_parser(description):
+    """The options both engine benchmarks take: datasets, data folder, k, seeds, TwoTower
+    parameters and a JSON output file."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--datasets", nargs="+", default=["ml-latest-small", "online-retail"],
+                        choices=sorted(LOADERS))
+    parser.add_argument("--data-dir", type=Path, default=DATASETS)
+    parser.add_argument("--k", type=int, default=10)
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--deep-params", type=json.loads, default={},
+                        help='JSON dict of TwoTower parameters, e.g. \'{"epochs": 30}\'')
+    parser.add_argument("--json", type=Path, help="also write the results as JSON")
+    return parser

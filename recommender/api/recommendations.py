@@ -134,6 +134,34 @@ def _fast_eligible(request):
             and "HTTP_AUTHORIZATION" not in request.META)
 
 
+def _counted_lookup(request, throttle, ident, counted_as, subject, watched, extra=()):
+    """The stored response of ``subject`` and ``extra`` values, with the request counted in
+    ``throttle``'s window of ``ident``: one round trip. Returns ``(lookup, allowed)``; DRF's
+    throttle later reuses the verdict (``Counted``) instead of counting again."""
+    counter = throttle.counter_key_for(ident)
+    found = response_cache.lookup_watched(request, subject, watched, counter=counter,
+                                          counter_ttl=throttle.duration + 1 if counter else None, extra=extra)
+    if counter is None:
+        return found, True
+    allowed = throttle.judge(found.count)
+    request._recommender_counted = Counted(throttle.scope, counted_as, allowed, throttle.wait_time)
+    return found, allowed
+
+
+def _stored_response(body):
+    response = HttpResponse(body, content_type="application/json")
+    patch_vary_headers(response, ("Accept",))
+    return response
+
+
+def _as_drf_view(function, drf_view):
+    """Give a fast-path view function what the schema generator and CSRF machinery look for."""
+    function.cls = drf_view.cls
+    function.initkwargs = drf_view.initkwargs
+    function.csrf_exempt = True
+    return function
+
+
 def recommendations_view(request, *args, **kwargs):
     """``GET /recommender/api/recommendations/``: pre-rendered JSON when still valid, else DRF.
 
@@ -155,25 +183,16 @@ def recommendations_view(request, *args, **kwargs):
         pk = user.pk if user is not None and user.is_authenticated else None
     if pk is None:
         return _drf_recommendations(request, *args, **kwargs)
-    counter = throttle.counter_key_for(pk)
-    if counter is None and throttle.rate is not None:  # no Redis: DRF's own throttle, once
+    if throttle.rate is not None and served.backend()[1] is None:  # no Redis: DRF's own throttle, once
         if not throttle.allow_request(request, None):
             return _drf_recommendations(request, *args, **kwargs)  # DRF answers the 429
         request._recommender_counted = Counted(throttle.scope, pk, True, None)
     algorithm = request.GET.get("algorithm") or rec_settings.DEFAULT_ALGORITHM
-    found = response_cache.lookup(request, pk, algorithm, counter=counter,
-                                  counter_ttl=throttle.duration + 1 if counter else None,
-                                  extra=[identity.auth_key(pk)] if claim is not None else ())
-    if counter is not None:
-        allowed = throttle.judge(found.count)
-        request._recommender_counted = Counted(throttle.scope, pk, allowed, throttle.wait_time)
-    else:
-        allowed = True
+    found, allowed = _counted_lookup(request, throttle, pk, pk, pk, response_cache.user_watched(pk, algorithm),
+                                     extra=[identity.auth_key(pk)] if claim is not None else ())
     verified = claim is None or identity.verify(claim, found.extra[0])
     if verified and allowed and found.body is not None:
-        response = HttpResponse(found.body, content_type="application/json")
-        patch_vary_headers(response, ("Accept",))
-        return response
+        return _stored_response(found.body)
     request._recommender_lookup = found
     response = _drf_recommendations(request, *args, **kwargs)
     if claim is not None and not verified:
@@ -183,10 +202,7 @@ def recommendations_view(request, *args, **kwargs):
     return response
 
 
-# What the schema generator and CSRF machinery look for on a DRF view function.
-recommendations_view.cls = RecommendationsView
-recommendations_view.initkwargs = {}
-recommendations_view.csrf_exempt = True
+_as_drf_view(recommendations_view, _drf_recommendations)
 
 
 def _item(pk):
@@ -290,25 +306,14 @@ def _shared_list_view(drf_view, watched_lists):
         throttle = RecommendationsAnonThrottle()
         if lists is None or (throttle.rate is not None and served.backend()[1] is None):
             return drf_view(request, *args, **kwargs)
-        counter = throttle.counter_key_for_anonymous(request)
         watched = [served.cache_key(*key) for key in lists] + [serving.ITEMS_TOKEN_KEY]
-        found = response_cache.lookup_watched(request, "anon", watched, counter=counter,
-                                              counter_ttl=throttle.duration + 1 if counter else None)
-        allowed = True
-        if counter is not None:
-            allowed = throttle.judge(found.count)
-            request._recommender_counted = Counted(throttle.scope, None, allowed, throttle.wait_time)
+        found, allowed = _counted_lookup(request, throttle, throttle.get_ident(request), None, "anon", watched)
         if allowed and found.body is not None:
-            response = HttpResponse(found.body, content_type="application/json")
-            patch_vary_headers(response, ("Accept",))
-            return response
+            return _stored_response(found.body)
         request._recommender_shared = found
         return drf_view(request, *args, **kwargs)
 
-    view.cls = drf_view.cls
-    view.initkwargs = drf_view.initkwargs
-    view.csrf_exempt = True
-    return view
+    return _as_drf_view(view, drf_view)
 
 
 def _item_key(kwargs):

@@ -38,19 +38,24 @@ class Lookup:
         self.key, self.fingerprint, self.body, self.count, self.extra = key, fingerprint, body, count, extra
 
 
-def lookup(request, user_pk, algorithm, counter=None, counter_ttl=None, extra=()):
-    """A user's stored response, checked (and a throttle ``counter`` counted) in one round trip.
+def lookup(request, user_pk, algorithm):
+    """A user's stored response for this request, checked in one round trip."""
+    return lookup_watched(request, user_pk, user_watched(user_pk, algorithm))
 
-    ``extra`` cache keys are read in the same round trip (the user's auth record).
-    """
-    watched = [served.cache_key("for_user", algorithm, user_pk), serving.ITEMS_TOKEN_KEY,
-               serving.user_token_key(user_pk)]
-    return lookup_watched(request, user_pk, watched, counter, counter_ttl, extra)
+
+def user_watched(user_pk, algorithm):
+    """The cache keys whose values decide whether a user's stored response is still right."""
+    return [served.cache_key("for_user", algorithm, user_pk), serving.ITEMS_TOKEN_KEY,
+            serving.user_token_key(user_pk)]
 
 
 def lookup_watched(request, subject, watched, counter=None, counter_ttl=None, extra=()):
     """The stored response of ``subject`` (a user key, or "anon"), valid while the raw values
-    of the ``watched`` cache keys are unchanged; one round trip."""
+    of the ``watched`` cache keys are unchanged; one round trip.
+
+    With ``counter`` (a raw Redis key) the same round trip counts a throttle window;
+    ``extra`` cache keys are read along (the user's auth record).
+    """
     key = response_key(request, subject)
     keys = [*watched, key, *extra]
     values = served.mget_raw(keys, counter=counter, counter_ttl=counter_ttl)

@@ -29,6 +29,16 @@ class _SettingsRateMixin:
         key = self.get_cache_key(request, view) if client is not None else None
         return self._window(cache, key)
 
+    def counter_key_for(self, ident):
+        """The Redis key counting the window of ``ident`` (a user's key, or a client address
+        from ``get_ident``), keyed as DRF keys it; None when not counted in Redis."""
+        if self.rate is None:
+            return None
+        cache, client = served.backend()
+        if client is None:
+            return None
+        return self._window(cache, self.cache_format % {"scope": self.scope, "ident": ident})
+
     def _window(self, cache, key):
         if key is None:
             return None
@@ -70,8 +80,8 @@ class EventsUserThrottle(_SettingsRateMixin, UserRateThrottle):
 
 
 class _CountedOnceMixin:
-    # The fast path of the recommendations view counts a logged-in user's request in the
-    # same Redis round trip as its lookup. When it hands the request on to DRF (a cache
+    # The fast paths of the recommendation views count a request in the same Redis round
+    # trip as their lookup. When it hands the request on to DRF (a cache
     # miss), DRF's throttle reuses that verdict instead of counting the request again.
     def allow_request(self, request, view):
         counted = getattr(request, "_recommender_counted", None)
@@ -97,24 +107,6 @@ class Counted:
 class RecommendationsAnonThrottle(_CountedOnceMixin, _SettingsRateMixin, AnonRateThrottle):
     scope = "recommendations_anon"
 
-    def counter_key_for_anonymous(self, request):
-        """The window key of an anonymous visitor (as DRF's ``AnonRateThrottle`` keys it)."""
-        if self.rate is None:
-            return None
-        cache, client = served.backend()
-        if client is None:
-            return None
-        return self._window(cache, self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)})
-
 
 class RecommendationsUserThrottle(_CountedOnceMixin, _SettingsRateMixin, UserRateThrottle):
     scope = "recommendations_user"
-
-    def counter_key_for(self, user_pk):
-        """The window key of the logged-in user ``user_pk`` (as DRF's ``UserRateThrottle`` keys it)."""
-        if self.rate is None:
-            return None
-        cache, client = served.backend()
-        if client is None:
-            return None
-        return self._window(cache, self.cache_format % {"scope": self.scope, "ident": user_pk})

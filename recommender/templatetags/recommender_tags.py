@@ -66,13 +66,11 @@ def _request(context):
 
 
 def _exclusions(request, exclude, dedupe):
-    pks = set()
-    if exclude:
-        if isinstance(exclude, str):
-            exclude = [pk for pk in exclude.split(",") if pk.strip()]
-        elif hasattr(exclude, "pk") or not hasattr(exclude, "__iter__"):
-            exclude = [exclude]
-        pks.update(getattr(x, "pk", x) for x in exclude)
+    """Keys never to show: ``exclude`` (items, keys, or "1,2,3"), and with ``dedupe`` the
+    items earlier blocks of the page showed."""
+    if isinstance(exclude, str):
+        exclude = [pk for pk in exclude.split(",") if pk.strip()]
+    pks = {getattr(x, "pk", x) for x in serving.as_list(exclude)}
     if dedupe and request is not None:
         pks.update(getattr(request, "_recommender_shown", ()))
     return pks
@@ -83,9 +81,20 @@ def _user(request):
     return user if user is not None and user.is_authenticated else None
 
 
-def _block(context, block, title, compute, lists, *, personal, n, category, excluded, template,
+def _page_state(request):
+    """This block's position on the page and the set of items the page showed so far."""
+    if request is None:
+        return 1, set()
+    count = request._recommender_blocks = getattr(request, "_recommender_blocks", 0) + 1
+    shown = getattr(request, "_recommender_shown", None)
+    if shown is None:
+        shown = request._recommender_shown = set()
+    return count, shown
+
+
+def _block(context, block, title, lists, compute, *, personal, n, category, exclude, template,
            currency, dedupe, cache):
-    """Render a block from ``compute()``'s recommendations, or reuse its stored HTML.
+    """Render a block from ``compute(request, excluded)``'s recommendations, or reuse its stored HTML.
 
     ``lists`` are the ``(kind, algorithm, subject)`` lists of the block's first source,
     or None when it cannot be stored. A ``personal`` block (the visitor's own list), or
@@ -94,14 +103,8 @@ def _block(context, block, title, compute, lists, *, personal, n, category, excl
     :mod:`recommender.block_cache`).
     """
     request = _request(context)
-    if request is not None:
-        count = getattr(request, "_recommender_blocks", 0) + 1
-        request._recommender_blocks = count
-        shown = getattr(request, "_recommender_shown", None)
-        if shown is None:
-            shown = request._recommender_shown = set()
-    else:
-        count, shown = 1, set()
+    excluded = _exclusions(request, exclude, dedupe)
+    count, shown = _page_state(request)
     names = [template, BLOCK_TEMPLATE] if template else [BLOCK_TEMPLATE]
     selected = context.template.engine.select_template(names)
     spec = None
@@ -121,7 +124,7 @@ def _block(context, block, title, compute, lists, *, personal, n, category, excl
             if dedupe:
                 shown.update(spec.shown)
             return mark_safe(spec.html)  # noqa: S308  (HTML rendered by the block template)
-    recommendations = compute()
+    recommendations = compute(request, excluded)
     if dedupe:
         shown.update(rec.item.pk for rec in recommendations)
     algorithms = Counter(rec.algorithm for rec in recommendations)
@@ -138,9 +141,9 @@ def _block(context, block, title, compute, lists, *, personal, n, category, excl
     }
     html = selected.render(context.new(values))
     # stored only when made from its first source alone (the lists its digest covers)
-    if spec is not None and recommendations and getattr(recommendations, "sources_read", 0) == 1:
+    if spec is not None and recommendations and recommendations.sources_read == 1:
         block_cache.store(spec, html, [rec.item.pk for rec in recommendations],
-                          exact=not dynamic.isdisjoint(getattr(recommendations, "skipped", ())))
+                          exact=not dynamic.isdisjoint(recommendations.skipped))
     return html
 
 
@@ -152,64 +155,58 @@ def recommended_for_you(context, n=8, algorithm=None, category=None, exclude=Non
     The visitor's own list, or (anonymous and new visitors) items similar to what they
     viewed, then trending and popular items.
     """
-    request = _request(context)
-    excluded = _exclusions(request, exclude, dedupe)
-    user = _user(request)
+    user = _user(_request(context))
     # an anonymous visitor's block comes from their session's history: not stored
     lists = [("for_user", algorithm or rec_settings.DEFAULT_ALGORITHM, user.pk)] if user is not None else None
-    return _block(context, "recommended_for_you", title or _("Recommended for you"),
-                  lambda: serving.recommend_for(request, n=n, algorithm=algorithm, category=category,
-                                                exclude=excluded),
-                  lists, personal=True, n=n, category=category, excluded=excluded, template=template,
-                  currency=currency, dedupe=dedupe, cache=cache)
+    return _block(
+        context, "recommended_for_you", title or _("Recommended for you"), lists,
+        lambda request, excluded: serving.recommend_for(request, n=n, algorithm=algorithm, category=category,
+                                                        exclude=excluded),
+        personal=True, n=n, category=category, exclude=exclude, template=template, currency=currency,
+        dedupe=dedupe, cache=cache)
 
 
 @register.simple_tag(takes_context=True)
 def similar_items(context, item, n=6, algorithm=None, category=None, exclude=None, title=None,
                   template=None, currency="", dedupe=True, cache=True):
     """``{% similar_items product n=6 %}``: items like ``item`` (never ``item`` itself)."""
-    request = _request(context)
-    excluded = _exclusions(request, exclude, dedupe)
-    lists = [("similar", algorithm or rec_settings.SIMILAR_ALGORITHM, item.pk)]
-    return _block(context, "similar_items", title or _("Similar items"),
-                  lambda: serving.similar_items(item, n=n, algorithm=algorithm, request=request,
-                                                category=category, exclude=excluded),
-                  lists, personal=False, n=n, category=category, excluded=excluded, template=template,
-                  currency=currency, dedupe=dedupe, cache=cache)
+    return _block(
+        context, "similar_items", title or _("Similar items"),
+        [("similar", algorithm or rec_settings.SIMILAR_ALGORITHM, item.pk)],
+        lambda request, excluded: serving.similar_items(item, n=n, algorithm=algorithm, request=request,
+                                                        category=category, exclude=excluded),
+        personal=False, n=n, category=category, exclude=exclude, template=template, currency=currency,
+        dedupe=dedupe, cache=cache)
 
 
 @register.simple_tag(takes_context=True)
 def bought_together(context, items, n=6, algorithm=None, category=None, exclude=None, title=None,
                     template=None, currency="", dedupe=True, cache=True):
     """``{% bought_together product n=6 %}`` or ``{% bought_together cart_products %}``."""
-    request = _request(context)
-    excluded = _exclusions(request, exclude, dedupe)
-    many = items is not None and not hasattr(items, "pk") and hasattr(items, "__iter__")
-    items = list(items) if many else [] if items is None else [items]
+    items = serving.as_list(items)
     algorithm_name = algorithm or rec_settings.BOUGHT_TOGETHER_ALGORITHM
-    lists = [("bought_together", algorithm_name, getattr(x, "pk", x)) for x in items]
-    return _block(context, "bought_together", title or _("Customers also bought"),
-                  lambda: serving.bought_together(items, n=n, algorithm=algorithm, request=request,
-                                                  category=category, exclude=excluded),
-                  lists, personal=False, n=n, category=category, excluded=excluded, template=template,
-                  currency=currency, dedupe=dedupe, cache=cache)
+    return _block(
+        context, "bought_together", title or _("Customers also bought"),
+        [("bought_together", algorithm_name, getattr(x, "pk", x)) for x in items],
+        lambda request, excluded: serving.bought_together(items, n=n, algorithm=algorithm, request=request,
+                                                          category=category, exclude=excluded),
+        personal=False, n=n, category=category, exclude=exclude, template=template, currency=currency,
+        dedupe=dedupe, cache=cache)
 
 
 @register.simple_tag(takes_context=True)
 def trending(context, n=8, category=None, algorithm=None, exclude=None, title=None,
              template=None, currency="", dedupe=True, cache=True):
     """``{% trending n=8 category=category %}``: trending items, then popular ones."""
-    request = _request(context)
-    excluded = _exclusions(request, exclude, dedupe)
     if title is None:
         named = category is not None and hasattr(category, "pk")
         title = _("Trending in %(category)s") % {"category": category} if named else _("Trending now")
-    lists = [("trending", algorithm or rec_settings.TRENDING_ALGORITHM, 0)]
-    return _block(context, "trending", title,
-                  lambda: serving.trending(n=n, category=category, request=request, algorithm=algorithm,
-                                           exclude=excluded),
-                  lists, personal=False, n=n, category=category, excluded=excluded, template=template,
-                  currency=currency, dedupe=dedupe, cache=cache)
+    return _block(
+        context, "trending", title, [("trending", algorithm or rec_settings.TRENDING_ALGORITHM, 0)],
+        lambda request, excluded: serving.trending(n=n, category=category, request=request, algorithm=algorithm,
+                                                   exclude=excluded),
+        personal=False, n=n, category=category, exclude=exclude, template=template, currency=currency,
+        dedupe=dedupe, cache=cache)
 
 
 @register.simple_tag
