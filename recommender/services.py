@@ -216,14 +216,17 @@ def train(run_id, refresh=True):
             return TrainingRun.objects.get(pk=run.pk)
     seconds = time.perf_counter() - started
     metrics["train_seconds"] = round(seconds, 3)
-    TrainingRun.objects.filter(pk=run.pk).update(
-        status=Status.SUCCEEDED, finished=timezone.now(), progress=1.0, progress_message="done",
-        metrics=metrics, artifact_path=path, artifact_size=size)
-    run = TrainingRun.objects.get(pk=run.pk)
-    accepted, reason = gate(run)
-    TrainingRun.objects.filter(pk=run.pk).update(gate=reason)
-    if accepted:
-        activate(run, refresh=refresh)
+    # Success, the gate's decision and the activation commit together: nobody sees a
+    # succeeded run whose fate is not decided yet.
+    with transaction.atomic():
+        TrainingRun.objects.filter(pk=run.pk).update(
+            status=Status.SUCCEEDED, finished=timezone.now(), progress=1.0, progress_message="done",
+            metrics=metrics, artifact_path=path, artifact_size=size)
+        run = TrainingRun.objects.get(pk=run.pk)
+        accepted, reason = gate(run)
+        TrainingRun.objects.filter(pk=run.pk).update(gate=reason)
+        if accepted:
+            activate(run, refresh=refresh)
     return TrainingRun.objects.get(pk=run.pk)
 
 
