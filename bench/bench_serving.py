@@ -276,7 +276,10 @@ def main():
     parser.add_argument("--threads", type=int, default=1, help="> 1: gunicorn gthread workers with this many threads")
     parser.add_argument("--sessions", default="cached_db,cache,signed_cookies",
                         help="session engines to compare: " + ", ".join(ENGINES))
+    parser.add_argument("--near-cache", choices=("on", "off"), default="on",
+                        help="the cache's near cache of recommender keys and sessions (recommender/near_cache.py)")
     args = parser.parse_args()
+    os.environ["SHOPDEMO_NEAR_CACHE"] = "1" if args.near_cache == "on" else "0"
     sys.path.insert(0, str(HERE))
     people, products = prepare(100_000, 20_000, args.interactions, 1000)
     kind = "sync" if args.threads == 1 else f"gthread x {args.threads}"
@@ -287,7 +290,8 @@ def main():
         bare = results["bare Django JSON view"]["p50"]
         bare_user = results["bare view + request.user"]["p50"]
         print(f"\nsessions: {name}; wrk, {args.connections} connections, {args.seconds}s per URL, "
-              f"gunicorn {args.workers} {kind} workers, PostgreSQL + Redis, {args.interactions:,} interactions")
+              f"gunicorn {args.workers} {kind} workers, PostgreSQL + Redis (near cache {args.near_cache}), "
+              f"{args.interactions:,} interactions")
         print("| path | req/s | p50 ms | p99 ms | p50 vs bare | p50 vs bare + user | non-2xx |")
         print("|---|---|---|---|---|---|---|")
         first = results.pop("first")

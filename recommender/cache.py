@@ -1,4 +1,4 @@
-"""Django's Redis cache backend, keeping one redis-py client per process.
+"""Django's Redis cache backend, keeping one redis-py client per process, with a near cache.
 
 ``django.core.cache.backends.redis.RedisCache`` builds a new ``redis.Redis`` object on
 every call (``RedisCacheClient.get_client``), and building one registers some 170
@@ -11,14 +11,37 @@ after a fork)::
     CACHES = {"default": {"BACKEND": "recommender.cache.RedisCache",
                           "LOCATION": "redis://127.0.0.1:6379/0"}}
 
-Everything else (options, serializer, key functions) is Django's. ``django-redis``'s
-client reuses its clients too; either works with the recommender.
+It also keeps a *near cache* (:mod:`recommender.near_cache`): a per-process copy of the
+keys under some prefixes, which Redis itself invalidates, so the request path reads
+them without a round trip. By default it keeps the recommender's own keys
+(``recommender:``); add the session keys to serve logged-in visitors' sessions from it
+too (``cache`` and ``cached_db`` session engines)::
+
+    "OPTIONS": {"NEAR_CACHE": {"PREFIXES": ["recommender:", "django.contrib.sessions."],
+                               "MAX_ENTRIES": 10000}}
+
+``"NEAR_CACHE": None`` turns it off. Prefixes are cache keys before Django's
+``KEY_PREFIX`` and version are added (with the default ``KEY_FUNCTION``). Everything
+else (options, serializer, key functions) is Django's. ``django-redis``'s client reuses
+its clients too; the recommender works with either, without the near cache.
 """
 
+import threading
+
+from django.core.cache.backends.base import DEFAULT_TIMEOUT
 from django.core.cache.backends.redis import RedisCache as DjangoRedisCache
 from django.core.cache.backends.redis import RedisCacheClient
 
-__all__ = ["RedisCache"]
+from recommender.near_cache import NearCache
+
+__all__ = ["RedisCache", "DEFAULT_NEAR_CACHE"]
+
+DEFAULT_NEAR_CACHE = {"PREFIXES": ["recommender:"], "MAX_ENTRIES": 10_000}
+
+# One near cache per process and configuration, shared by the per-thread cache objects
+# Django makes (``caches[alias]`` is thread-local).
+_near_caches = {}
+_near_lock = threading.Lock()
 
 
 class ReusingRedisCacheClient(RedisCacheClient):
@@ -38,5 +61,115 @@ class ReusingRedisCacheClient(RedisCacheClient):
 
 class RedisCache(DjangoRedisCache):
     def __init__(self, server, params):
-        super().__init__(server, params)
+        options = dict(params.get("OPTIONS") or {})
+        near = options.pop("NEAR_CACHE", DEFAULT_NEAR_CACHE)
+        super().__init__(server, {**params, "OPTIONS": options})
         self._class = ReusingRedisCacheClient
+        self._near_options = None if near is None else {**DEFAULT_NEAR_CACHE, **near}
+        self._near = None
+
+    @property
+    def near_cache(self):
+        """This process's :class:`~recommender.near_cache.NearCache`, or None when turned off."""
+        if self._near is not None or self._near_options is None:
+            return self._near
+        prefixes = tuple(self.make_key(prefix) for prefix in self._near_options["PREFIXES"])
+        ident = (tuple(self._servers), prefixes, self._near_options["MAX_ENTRIES"])
+        near = _near_caches.get(ident)
+        if near is None:
+            with _near_lock:
+                near = _near_caches.get(ident)
+                if near is None:
+                    pool = self._cache._get_connection_pool(write=True)
+                    near = _near_caches[ident] = NearCache(pool, prefixes, self._near_options["MAX_ENTRIES"])
+        self._near = near
+        return near
+
+    def _near_for(self, key):
+        near = self.near_cache
+        return near if near is not None and near.keeps(key) else None
+
+    # reads: from the near cache when it keeps the key ---------------------------------------
+
+    def get(self, key, default=None, version=None):
+        key = self.make_and_validate_key(key, version=version)
+        near = self._near_for(key)
+        if near is None:
+            return self._cache.get(key, default)
+        value = near.get(self._cache.get_client(key), key)
+        return default if value is None else self._cache._serializer.loads(value)
+
+    def get_many(self, keys, version=None):
+        key_map = {self.make_and_validate_key(key, version=version): key for key in keys}
+        near = self.near_cache
+        if near is None or not key_map:
+            return {key_map[k]: v for k, v in self._cache.get_many(key_map.keys()).items()}
+        raw_keys = list(key_map)
+        values = near.mget(self._cache.get_client(None), raw_keys)
+        loads = self._cache._serializer.loads
+        return {key_map[k]: loads(v) for k, v in zip(raw_keys, values, strict=True) if v is not None}
+
+    def has_key(self, key, version=None):
+        raw = self.make_and_validate_key(key, version=version)
+        near = self._near_for(raw)
+        if near is None:
+            return self._cache.has_key(raw)
+        return near.get(self._cache.get_client(raw), raw) is not None
+
+    # writes: Redis tells every process; this one forgets at once -----------------------------
+
+    def _forget(self, raw_keys):
+        near = self.near_cache
+        if near is not None:
+            near.forget(raw_keys)
+
+    def add(self, key, value, timeout=DEFAULT_TIMEOUT, version=None):
+        try:
+            return super().add(key, value, timeout, version)
+        finally:
+            self._forget([self.make_key(key, version=version)])
+
+    def set(self, key, value, timeout=DEFAULT_TIMEOUT, version=None):
+        try:
+            super().set(key, value, timeout, version)
+        finally:
+            self._forget([self.make_key(key, version=version)])
+
+    def touch(self, key, timeout=DEFAULT_TIMEOUT, version=None):
+        try:
+            return super().touch(key, timeout, version)
+        finally:
+            self._forget([self.make_key(key, version=version)])
+
+    def delete(self, key, version=None):
+        try:
+            return super().delete(key, version)
+        finally:
+            self._forget([self.make_key(key, version=version)])
+
+    def incr(self, key, delta=1, version=None):
+        try:
+            return super().incr(key, delta, version)
+        finally:
+            self._forget([self.make_key(key, version=version)])
+
+    def set_many(self, data, timeout=DEFAULT_TIMEOUT, version=None):
+        try:
+            return super().set_many(data, timeout, version)
+        finally:
+            self._forget([self.make_key(key, version=version) for key in data])
+
+    def delete_many(self, keys, version=None):
+        keys = list(keys)
+        try:
+            return super().delete_many(keys, version)
+        finally:
+            self._forget([self.make_key(key, version=version) for key in keys])
+
+    def clear(self):
+        try:
+            return super().clear()
+        finally:
+            near = self.near_cache
+            if near is not None:
+                near.clear()

@@ -133,6 +133,14 @@ def _check_numbers():
                 hint="Seconds (an integer >= 0); 0 or None turns this cache off.",
                 id="recommender.E023",
             ))
+    interval = rec_settings.THROTTLE_SYNC_INTERVAL
+    if interval is not None and (isinstance(interval, bool) or not isinstance(interval, int | float)
+                                 or not 0 <= interval <= 10):
+        errors.append(Error(
+            f"RECOMMENDER['THROTTLE_SYNC_INTERVAL'] is {interval!r}.",
+            hint="Seconds between 0 and 10 (e.g. 0.05); 0 or None counts every request in Redis at once.",
+            id="recommender.E024",
+        ))
     return errors
 
 

@@ -110,7 +110,9 @@ def remember(request, user):
     value = _record(backend, auth_hash)
     cache, client = served.backend()
     if client is not None:
-        client.set(cache.make_key(auth_key(user.pk)), value, ex=int(timeout), nx=True)
+        key = cache.make_key(auth_key(user.pk))
+        client.set(key, value, ex=int(timeout), nx=True)
+        served.forget_near([key])
     else:
         cache.add(auth_key(user.pk), value, timeout)
 
@@ -119,7 +121,9 @@ def forget(user_pk):
     """Drop the user's record and keep it from being re-written for a minute."""
     cache, client = served.backend()
     if client is not None:
-        client.set(cache.make_key(auth_key(user_pk)), _TOMBSTONE, ex=TOMBSTONE_SECONDS)
+        key = cache.make_key(auth_key(user_pk))
+        client.set(key, _TOMBSTONE, ex=TOMBSTONE_SECONDS)
+        served.forget_near([key])
     else:
         cache.set(auth_key(user_pk), _TOMBSTONE, TOMBSTONE_SECONDS)
 

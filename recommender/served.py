@@ -61,13 +61,23 @@ def _forget_clients(*, setting, **kwargs):
 setting_changed.connect(_forget_clients)
 
 
+def near_cache():
+    """The process's near cache of the recommender's cache (:mod:`recommender.near_cache`), or None."""
+    return getattr(get_cache(), "near_cache", None)
+
+
+def _mget(cache, client, raw_keys):
+    near = getattr(cache, "near_cache", None)
+    return client.mget(raw_keys) if near is None else near.mget(client, raw_keys)
+
+
 def get_many(keys):
-    """``{key: value}`` of the keys found in the cache, in one round trip."""
+    """``{key: value}`` of the keys found in the cache, in one round trip (none if all are near)."""
     cache, client = backend()
     if client is None:
         return cache.get_many(keys)
     loads = cache._cache._serializer.loads
-    raw = client.mget([cache.make_key(key) for key in keys])
+    raw = _mget(cache, client, [cache.make_key(key) for key in keys])
     return {key: loads(value) for key, value in zip(keys, raw, strict=True) if value is not None}
 
 
@@ -81,7 +91,7 @@ def mget_raw(keys, counter=None, counter_ttl=None):
     if client is not None:
         raw_keys = [cache.make_key(key) for key in keys]
         if counter is None:
-            return client.mget(raw_keys)
+            return _mget(cache, client, raw_keys)
         pipe = client.pipeline(transaction=False)
         pipe.mget(raw_keys)
         pipe.incr(counter)
@@ -111,9 +121,18 @@ def set_raw(key, value, timeout):
     """Store ``value`` (bytes) as is, so that :func:`mget_raw` returns the same bytes."""
     cache, client = backend()
     if client is not None:
-        client.set(cache.make_key(key), value, ex=timeout)
+        raw_key = cache.make_key(key)
+        client.set(raw_key, value, ex=timeout)
+        forget_near([raw_key])
     else:
         cache.set(key, value, timeout)
+
+
+def forget_near(raw_keys):
+    """Drop raw keys this process just wrote with the raw client from its near cache."""
+    near = near_cache()
+    if near is not None:
+        near.forget(raw_keys)
 
 
 def publish(kind, algorithm, lists, run=None, batch_size=1000):

@@ -82,7 +82,13 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 REDIS_URL = os.environ.get("REDIS_URL")
 if REDIS_URL:
     # Django's RedisCache, keeping one redis-py client per process (recommender/cache.py).
-    CACHES = {"default": {"BACKEND": "recommender.cache.RedisCache", "LOCATION": REDIS_URL}}
+    # Its near cache (recommender/near_cache.py) also keeps the sessions in the process;
+    # SHOPDEMO_NEAR_CACHE=0 turns it off (bench/bench_serving.py --near-cache off).
+    NEAR_CACHE = {"PREFIXES": ["recommender:", "django.contrib.sessions."]}
+    if os.environ.get("SHOPDEMO_NEAR_CACHE", "1") == "0":
+        NEAR_CACHE = None
+    CACHES = {"default": {"BACKEND": "recommender.cache.RedisCache", "LOCATION": REDIS_URL,
+                          "OPTIONS": {"NEAR_CACHE": NEAR_CACHE}}}
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 

@@ -31,7 +31,12 @@ from recommender.api.serializers import (
     UserRecommendationQuerySerializer,
     recommendation_data,
 )
-from recommender.api.throttling import Counted, RecommendationsAnonThrottle, RecommendationsUserThrottle
+from recommender.api.throttling import (
+    Counted,
+    RecommendationsAnonThrottle,
+    RecommendationsUserThrottle,
+    local_counts,
+)
 from recommender.conf import rec_settings
 
 try:
@@ -139,11 +144,17 @@ def _counted_lookup(request, throttle, ident, counted_as, subject, watched, extr
     ``throttle``'s window of ``ident``: one round trip. Returns ``(lookup, allowed)``; DRF's
     throttle later reuses the verdict (``Counted``) instead of counting again."""
     counter = throttle.counter_key_for(ident)
-    found = response_cache.lookup_watched(request, subject, watched, counter=counter,
-                                          counter_ttl=throttle.duration + 1 if counter else None, extra=extra)
+    interval = rec_settings.THROTTLE_SYNC_INTERVAL
+    if counter is not None and interval:  # counted here, added to Redis in batches
+        found = response_cache.lookup_watched(request, subject, watched, extra=extra)
+        count = local_counts.count(counter, throttle.duration + 1, interval)
+    else:
+        found = response_cache.lookup_watched(request, subject, watched, counter=counter,
+                                              counter_ttl=throttle.duration + 1 if counter else None, extra=extra)
+        count = found.count
     if counter is None:
         return found, True
-    allowed = throttle.judge(found.count)
+    allowed = throttle.judge(count)
     request._recommender_counted = Counted(throttle.scope, counted_as, allowed, throttle.wait_time)
     return found, allowed
 

@@ -3,8 +3,11 @@
 A scope without a rate is not throttled.
 """
 
+import os
+import threading
 import time
 
+from django.core.signals import setting_changed
 from rest_framework.throttling import AnonRateThrottle, UserRateThrottle
 
 from recommender import served
@@ -110,3 +113,86 @@ class RecommendationsAnonThrottle(_CountedOnceMixin, _SettingsRateMixin, AnonRat
 
 class RecommendationsUserThrottle(_CountedOnceMixin, _SettingsRateMixin, UserRateThrottle):
     scope = "recommendations_user"
+
+
+class LocalCounts:
+    """Throttle counts of the fast paths, kept in the process and added to Redis in batches.
+
+    Counting every request in Redis costs the fast paths a round trip, which is most of
+    their time once the near cache answers their reads. Instead each process counts its
+    requests per window here and, at most every ``RECOMMENDER['THROTTLE_SYNC_INTERVAL']``
+    seconds (on the next request after that), adds them to the same Redis counters with
+    one pipelined ``INCRBY`` per window and learns every process's total. A request is
+    judged on that total plus this process's requests since.
+
+    The limit is therefore exact within a process and can be exceeded across processes
+    only by what the other processes counted since their last sync (at 3,000 requests a
+    second, about 150 requests over all clients in 50 ms). A client is never throttled
+    early. DRF's own path (cache misses, other endpoints) still counts in Redis at once.
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._reset()
+
+    def reset(self):
+        with self._lock:
+            self._reset()
+
+    def _reset(self):
+        self._pid = os.getpid()
+        self._pending = {}  # raw counter key -> [requests not yet in Redis, key ttl]
+        self._known = {}  # raw counter key -> (total in Redis at the last sync, forget after)
+        self._synced = None  # never: the first request syncs
+
+    def count(self, key, ttl, interval):
+        """Count one request in window ``key``; the window's estimated total so far."""
+        with self._lock:
+            if self._pid != os.getpid():
+                self._reset()  # a forked worker: the parent's counts are the parent's
+            entry = self._pending.get(key)
+            if entry is None:
+                entry = self._pending[key] = [0, ttl]
+            entry[0] += 1
+            now = time.monotonic()
+            if self._synced is None or now - self._synced >= interval:
+                self.sync(now)
+                return self._known[key][0]
+            known = self._known.get(key)
+            return (known[0] if known is not None else 0) + entry[0]
+
+    def sync(self, now=None):
+        """Add the pending counts to Redis and read back the totals (one round trip)."""
+        now = time.monotonic() if now is None else now
+        pending, self._pending = self._pending, {}
+        self._synced = now
+        if not pending:
+            return
+        _cache, client = served.backend()
+        pipe = client.pipeline(transaction=False)
+        for key, (n, ttl) in pending.items():
+            pipe.incrby(key, n)
+            pipe.expire(key, ttl)
+        try:
+            results = pipe.execute()
+        except Exception:
+            for key, (n, ttl) in pending.items():  # keep them for the next sync
+                entry = self._pending.setdefault(key, [0, ttl])
+                entry[0] += n
+            raise
+        known = {key: value for key, value in self._known.items() if value[1] > now}
+        for (key, (_n, ttl)), total in zip(pending.items(), results[::2], strict=True):
+            known[key] = (total, now + ttl)
+        self._known = known
+
+
+#: The fast paths' counts in this process.
+local_counts = LocalCounts()
+
+
+def _settings_changed(*, setting, **kwargs):
+    if setting in ("CACHES", "RECOMMENDER"):  # other counters, rates or Redis: start afresh
+        local_counts.reset()
+
+
+setting_changed.connect(_settings_changed)

@@ -1,0 +1,243 @@
+"""A per-process copy of Redis values, kept right by Redis' own invalidation messages.
+
+The request path reads the same few Redis keys again and again: a user's stored API
+response and the tokens that validate it, their auth record, their session (with the
+``cache`` and ``cached_db`` session engines), the lists behind a block. Each read is a
+network round trip, and on loopback a round trip costs about as much as Django's whole
+handling of a bare view (docs/serving.md). A :class:`NearCache` keeps those values in
+the process and answers repeated reads without Redis.
+
+It stays right through Redis' server-assisted client-side caching
+(https://redis.io/docs/latest/develop/reference/client-side-caching/): the near cache
+holds one extra connection per process, in RESP3, with ``CLIENT TRACKING ON BCAST``
+for the key prefixes it keeps. Whenever any client changes, deletes or expires a key
+under those prefixes, or flushes the database, Redis pushes an ``invalidate`` message
+on that connection. Before every read the near cache drains the messages waiting on
+the socket (one non-blocking ``recv``) and drops what they name, so a read never
+returns a value that Redis had already replaced when the read began (on loopback the
+message is in the socket before the writer even gets its reply).
+
+The details that keep it correct:
+
+- A value read from Redis is kept only if no invalidation arrived while it was being
+  read (a generation counter), so a write that races the read is never lost.
+- Values are kept with their Redis TTL (read with ``PTTL`` along with the value): an
+  entry expires locally when it expires in Redis, even if Redis has not yet reclaimed it.
+- Absent keys are kept as absent: creating the key is an invalidation like any other.
+- If the tracking connection breaks, the near cache empties itself and reads go to
+  Redis until it has reconnected (at most one attempt per second).
+- Writes through this process (the cache API, :mod:`recommender.served`,
+  :mod:`recommender.identity`) also drop their keys here at once.
+- After a fork (gunicorn workers) the child builds its own connection.
+- ``max_entries`` bounds memory; the oldest entries go first.
+
+Requirements: Redis 6 or newer (RESP3 and tracking) over TCP or a unix socket; redis-py
+and its ``hiredis`` parser. Without them the near cache stays off and every read goes to
+Redis, as before. Enable it with ``recommender.cache.RedisCache`` (see its docstring).
+"""
+
+import logging
+import os
+import ssl
+import threading
+import time
+
+__all__ = ["NearCache"]
+
+logger = logging.getLogger(__name__)
+
+_ABSENT = object()
+#: Seconds between reconnection attempts after the tracking connection broke.
+RETRY_SECONDS = 1.0
+
+
+class NearCache:
+    """Process-local copy of the Redis keys under ``prefixes`` (raw Redis key prefixes).
+
+    ``pool`` is the redis-py connection pool of the cache; the near cache opens its own
+    tracking connection with the pool's connection settings.
+    """
+
+    def __init__(self, pool, prefixes, max_entries=10_000):
+        self.pool = pool
+        self.prefixes = tuple(prefixes)
+        self.max_entries = int(max_entries)
+        self._data = {}  # raw key -> (value or _ABSENT, monotonic deadline or None)
+        self._lock = threading.RLock()
+        self._conn = None
+        self._sock = None
+        self._reader = None
+        self._pid = None
+        self._generation = 0
+        self._retry_at = 0.0
+        self.client_id = None
+        self.hits = self.misses = self.invalidations = 0
+
+    # -- the tracking connection ---------------------------------------------------------
+
+    def _connect(self):
+        import hiredis
+
+        kwargs = dict(self.pool.connection_kwargs)
+        kwargs["protocol"] = 3
+        conn = self.pool.connection_class(**kwargs)
+        conn.connect()
+        conn.send_command("CLIENT", "ID")
+        client_id = conn.read_response()
+        args = ["CLIENT", "TRACKING", "ON", "BCAST"]
+        for prefix in self.prefixes:
+            args += ["PREFIX", prefix]
+        conn.send_command(*args)
+        reply = conn.read_response()
+        if reply not in (b"OK", "OK"):
+            raise ConnectionError(f"CLIENT TRACKING answered {reply!r}")
+        sock = conn._sock
+        sock.setblocking(False)
+        self._conn, self._sock, self._reader = conn, sock, hiredis.Reader()
+        self.client_id = client_id  # the tracking connection's id in Redis (CLIENT LIST)
+
+    def _close(self):
+        conn, self._conn, self._sock, self._reader = self._conn, None, None, None
+        if conn is not None:
+            try:
+                conn.disconnect()
+            except Exception:  # noqa: BLE001 - closing a connection that already broke
+                pass
+
+    def _lost(self, reason):
+        """The tracking connection broke: nothing kept can be trusted any more."""
+        logger.warning("near cache: tracking connection lost (%s); reading from Redis until it is back", reason)
+        self._close()
+        self._data.clear()
+        self._generation += 1
+        self._retry_at = time.monotonic() + RETRY_SECONDS
+
+    def _ready(self):
+        """Whether the near cache may answer now; drains pending invalidations. Hold the lock."""
+        if self._pid != os.getpid():  # first use, or a forked child: never share the parent's socket
+            self._conn = self._sock = self._reader = None
+            self._data.clear()
+            self._generation += 1
+            self._pid = os.getpid()
+            self._retry_at = 0.0
+        if self._sock is None:
+            if time.monotonic() < self._retry_at:
+                return False
+            try:
+                self._connect()
+            except Exception as exc:  # noqa: BLE001 - Redis too old, no hiredis, unreachable...
+                self._lost(f"cannot enable tracking: {exc}")
+                return False
+            self._data.clear()
+            self._generation += 1
+            return True
+        return self._drain()
+
+    def _drain(self):
+        sock, reader = self._sock, self._reader
+        while True:
+            try:
+                chunk = sock.recv(65536)
+            except (BlockingIOError, ssl.SSLWantReadError):
+                return True
+            except OSError as exc:
+                self._lost(exc)
+                return False
+            if not chunk:
+                self._lost("closed by the server")
+                return False
+            reader.feed(chunk)
+            while (message := reader.gets()) is not False:
+                self._handle(message)
+
+    def _handle(self, message):
+        if not isinstance(message, list) or len(message) != 2 or message[0] != b"invalidate":
+            return
+        self.invalidations += 1
+        self._generation += 1
+        keys = message[1]
+        if keys is None:  # FLUSHDB / FLUSHALL
+            self._data.clear()
+            return
+        pop = self._data.pop
+        for key in keys:
+            pop(key.decode("utf-8", "surrogateescape"), None)
+
+    # -- reads and writes ----------------------------------------------------------------
+
+    def keeps(self, key):
+        return key.startswith(self.prefixes)
+
+    def mget(self, client, keys):
+        """Values of raw ``keys`` (bytes or None), from here when kept, else in one round trip."""
+        with self._lock:
+            if not self._ready():
+                return client.mget(keys)
+            now = time.monotonic()
+            values, missing = [], []
+            data = self._data
+            for index, key in enumerate(keys):
+                entry = data.get(key)
+                if entry is not None and (entry[1] is None or entry[1] > now):
+                    values.append(None if entry[0] is _ABSENT else entry[0])
+                else:
+                    values.append(None)
+                    missing.append(index)
+            generation = self._generation
+        if not missing:
+            self.hits += 1
+            return values
+        self.misses += 1
+        wanted = [keys[index] for index in missing]
+        pipe = client.pipeline(transaction=False)
+        pipe.mget(wanted)
+        for key in wanted:
+            pipe.pttl(key)
+        found, *ttls = pipe.execute()
+        for index, value in zip(missing, found, strict=True):
+            values[index] = value
+        self._keep(wanted, found, ttls, generation)
+        return values
+
+    def get(self, client, key):
+        return self.mget(client, [key])[0]
+
+    def _keep(self, keys, values, ttls, generation):
+        with self._lock:
+            # drain first: an invalidation that arrived while we read makes the values suspect
+            if not self._ready() or self._generation != generation:
+                return
+            now = time.monotonic()
+            data = self._data
+            for key, value, ttl in zip(keys, values, ttls, strict=True):
+                if not key.startswith(self.prefixes):
+                    continue
+                if value is None:
+                    data[key] = (_ABSENT, None)
+                elif ttl is None or ttl == -1:
+                    data[key] = (value, None)
+                elif ttl > 0:
+                    data[key] = (value, now + ttl / 1000.0)
+            while len(data) > self.max_entries:
+                del data[next(iter(data))]
+
+    def forget(self, keys):
+        """Drop raw ``keys`` now (this process wrote them; Redis' message follows)."""
+        with self._lock:
+            self._generation += 1
+            pop = self._data.pop
+            for key in keys:
+                pop(key, None)
+
+    def clear(self):
+        with self._lock:
+            self._generation += 1
+            self._data.clear()
+
+    def __len__(self):
+        return len(self._data)
+
+    @property
+    def active(self):
+        with self._lock:
+            return self._ready()
