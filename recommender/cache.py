@@ -89,14 +89,15 @@ class RedisCache(DjangoRedisCache):
         near = self.near_cache
         return near if near is not None and near.keeps(key) else None
 
-    # reads: from the near cache when it keeps the key ---------------------------------------
+    # reads: from the near cache when it keeps the key. Its keys are read from the primary
+    # (the first server), which its tracking connection watches; a replica may lag. ----------
 
     def get(self, key, default=None, version=None):
         key = self.make_and_validate_key(key, version=version)
         near = self._near_for(key)
         if near is None:
             return self._cache.get(key, default)
-        value = near.get(self._cache.get_client(key), key)
+        value = near.get(self._cache.get_client(key, write=True), key)
         return default if value is None else self._cache._serializer.loads(value)
 
     def get_many(self, keys, version=None):
@@ -105,7 +106,7 @@ class RedisCache(DjangoRedisCache):
         if near is None or not key_map:
             return {key_map[k]: v for k, v in self._cache.get_many(key_map.keys()).items()}
         raw_keys = list(key_map)
-        values = near.mget(self._cache.get_client(None), raw_keys)
+        values = near.mget(self._cache.get_client(None, write=True), raw_keys)
         loads = self._cache._serializer.loads
         return {key_map[k]: loads(v) for k, v in zip(raw_keys, values, strict=True) if v is not None}
 
@@ -114,7 +115,7 @@ class RedisCache(DjangoRedisCache):
         near = self._near_for(raw)
         if near is None:
             return self._cache.has_key(raw)
-        return near.get(self._cache.get_client(raw), raw) is not None
+        return near.get(self._cache.get_client(raw, write=True), raw) is not None
 
     # writes: Redis tells every process; this one forgets at once -----------------------------
 

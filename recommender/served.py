@@ -30,27 +30,29 @@ def get_cache():
     return caches[rec_settings.CACHE_ALIAS]
 
 
-_clients = {}
+_clients = {}  # alias -> (cache, redis-py client), for Django's RedisCache
 
 
 def backend():
     """The cache and, for Django's RedisCache, one redis-py client kept for the process.
 
     Django's RedisCache builds a new client object on every call, which costs about as
-    much as the round trip itself (MEASUREMENTS.md); the request path reuses one.
+    much as the round trip itself (MEASUREMENTS.md); the request path reuses one. The
+    pair is kept for the process (``caches[alias]`` alone costs a thread-local lookup).
     """
-    cache = get_cache()
+    alias = rec_settings.CACHE_ALIAS
+    found = _clients.get(alias)
+    if found is not None:
+        return found
+    cache = caches[alias]
     if not isinstance(cache, RedisCache):
         return cache, None
-    alias = rec_settings.CACHE_ALIAS
-    client = _clients.get(alias)
-    if client is None:
-        try:  # Django's RedisCacheClient (django/core/cache/backends/redis.py)
-            client = cache._cache.get_client(write=True)
-        except AttributeError:  # a RedisCache subclass built differently: use the cache API
-            return cache, None
-        _clients[alias] = client
-    return cache, client
+    try:  # Django's RedisCacheClient (django/core/cache/backends/redis.py)
+        client = cache._cache.get_client(write=True)
+    except AttributeError:  # a RedisCache subclass built differently: use the cache API
+        return cache, None
+    found = _clients[alias] = (cache, client)
+    return found
 
 
 def _forget_clients(*, setting, **kwargs):
@@ -63,7 +65,7 @@ setting_changed.connect(_forget_clients)
 
 def near_cache():
     """The process's near cache of the recommender's cache (:mod:`recommender.near_cache`), or None."""
-    return getattr(get_cache(), "near_cache", None)
+    return getattr(backend()[0], "near_cache", None)
 
 
 def _mget(cache, client, raw_keys):

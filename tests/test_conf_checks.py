@@ -57,6 +57,8 @@ def test_unknown_setting_attribute_raises():
     ({"AUTH_CACHE_TIMEOUT": "5 min"}, "recommender.E023"),
     ({"BLOCK_CACHE_TIMEOUT": -1}, "recommender.E023"),
     ({"ITEM_CACHE_TIMEOUT": 1.5}, "recommender.E023"),
+    ({"THROTTLE_SYNC_INTERVAL": "50ms"}, "recommender.E024"),
+    ({"THROTTLE_SYNC_INTERVAL": 60}, "recommender.E024"),
     ({"ARTIFACT_DIR": __file__ + "/artifacts"}, "recommender.E030"),  # under a file
     ({"TYPO_KEY": 1}, "recommender.W001"),
 ])
