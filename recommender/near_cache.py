@@ -71,6 +71,7 @@ class NearCache:
         self._generation = 0
         self._retry_at = 0.0
         self.client_id = None
+        self._warned = False
         self.hits = self.misses = self.invalidations = 0
 
     # -- the tracking connection ---------------------------------------------------------
@@ -105,8 +106,10 @@ class NearCache:
                 pass
 
     def _lost(self, reason):
-        """The tracking connection broke: nothing kept can be trusted any more."""
-        logger.warning("near cache: tracking connection lost (%s); reading from Redis until it is back", reason)
+        """The tracking connection broke (or could not be made): nothing kept can be trusted."""
+        if self._sock is not None or not self._warned:  # once per outage, not once a second
+            logger.warning("near cache off (%s); reading from Redis until tracking is back", reason)
+            self._warned = True
         self._close()
         self._data.clear()
         self._generation += 1
@@ -130,6 +133,9 @@ class NearCache:
                 return False
             self._data.clear()
             self._generation += 1
+            if self._warned:
+                logger.warning("near cache on again")
+                self._warned = False
             return True
         return self._drain()
 
