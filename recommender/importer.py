@@ -4,6 +4,11 @@ Both directions stream: the reader yields one row at a time, rows are inserted
 in batches inside one transaction, and export walks the table with a
 server-side cursor. Importing the same file twice adds nothing: every imported
 row carries a key derived from its content.
+
+An optional sixth column, ``ref`` (an order or invoice number, a line id), is part of
+that key: two rows that are otherwise identical but carry different refs (the same
+product bought in the same quantity in the same minute on two orders) are two
+interactions. Rows with an empty ref have the key they had without the column.
 """
 
 import csv
@@ -21,6 +26,8 @@ from recommender.conf import rec_settings
 from recommender.models import Interaction
 
 HEADER = ["user_id", "item_id", "event", "value", "timestamp"]
+#: An optional last column: a reference that tells identical rows apart (e.g. the order id).
+REF_COLUMN = "ref"
 MAX_REPORTED_ERRORS = 50
 _LOOKUP_CACHE_LIMIT = 500_000
 
@@ -53,21 +60,28 @@ def open_text(path):
 
 
 def read_csv(fileobj):
-    """Yield ``(line_no, user_id, item_id, event, value, timestamp)`` from an open CSV file."""
+    """Yield ``(line_no, user_id, item_id, event, value, timestamp, ref)`` from an open CSV file.
+
+    ``ref`` is ``""`` when the file has no ``ref`` column.
+    """
     reader = csv.reader(fileobj)
     header = next(reader, None)
+    expected = ",".join(HEADER)
     if header is None:
-        raise ImportFailed([(1, "the file is empty; expected the header " + ",".join(HEADER))])
-    if [h.strip().lower() for h in header] != HEADER:
-        raise ImportFailed([(1, f"the header is {','.join(header)!r}; expected {','.join(HEADER)!r}")])
+        raise ImportFailed([(1, f"the file is empty; expected the header {expected} (and optionally ,ref)")])
+    names = [h.strip().lower() for h in header]
+    if names not in (HEADER, [*HEADER, REF_COLUMN]):
+        raise ImportFailed([(1, f"the header is {','.join(header)!r}; expected {expected!r} "
+                                f"or {expected + ',' + REF_COLUMN!r}")])
+    columns = len(names)
     for row in reader:
         line = reader.line_num
         if not row or row == [""]:
             continue
-        if len(row) != 5:
-            yield line, None, None, None, None, f"expected 5 columns, found {len(row)}"
+        if len(row) != columns:
+            yield line, None, None, None, None, f"expected {columns} columns, found {len(row)}", ""
             continue
-        yield (line, *row)
+        yield (line, *row) if columns == 6 else (line, *row, "")
 
 
 def parse_timestamp(text, tz):
@@ -98,8 +112,10 @@ def parse_value(text):
     return value
 
 
-def dedup_key(user_pk, item_pk, event, value, timestamp):
+def dedup_key(user_pk, item_pk, event, value, timestamp, ref=""):
     raw = f"{user_pk}\x1f{item_pk}\x1f{event}\x1f{value!r}\x1f{timestamp.timestamp()!r}"
+    if ref:  # without a ref, the key rows had before the column existed
+        raw += f"\x1f{ref}"
     return hashlib.blake2b(raw.encode(), digest_size=16).hexdigest()
 
 
@@ -196,9 +212,10 @@ def import_rows(rows, *, item_field=None, user_field=None, batch_size=None, prog
 
     Parameters
     ----------
-    rows : iterable of ``(line_no, user_id, item_id, event, value, timestamp)``
+    rows : iterable of ``(line_no, user_id, item_id, event, value, timestamp[, ref])``
         ``value`` and ``timestamp`` may be strings (as read from CSV) or parsed
         values; a row whose ``event`` is None carries a reading error in ``timestamp``.
+        ``ref`` (optional, a string) tells otherwise identical rows apart.
     item_field, user_field : str
         Fields matched against ``item_id`` / ``user_id`` (default: the settings'
         ``ITEM_FIELDS["external_id"]`` or ``"pk"``, and ``USER_ID_FIELD``).
@@ -226,7 +243,7 @@ def import_rows(rows, *, item_field=None, user_field=None, batch_size=None, prog
         item_map = items.resolve({r[2] for r in batch})
         user_map = users.resolve({r[1] for r in batch})
         new_rows = []
-        for line, user_id, item_id, event, value, ts in batch:
+        for line, user_id, item_id, event, value, ts, ref in batch:
             user_pk = user_map.get(user_id)
             item_pk = item_map.get(item_id)
             if user_pk is None:
@@ -235,7 +252,7 @@ def import_rows(rows, *, item_field=None, user_field=None, batch_size=None, prog
                 result.errors.append((line, f"no item with {item_field}={item_id!r}"))
             if user_pk is None or item_pk is None or result.errors:
                 continue
-            key = dedup_key(user_pk, item_pk, event, value, ts)
+            key = dedup_key(user_pk, item_pk, event, value, ts, ref)
             if key in seen_in_batch:
                 result.skipped += 1
                 continue
@@ -249,7 +266,8 @@ def import_rows(rows, *, item_field=None, user_field=None, batch_size=None, prog
 
     with transaction.atomic():
         batch = []
-        for line, user_id, item_id, event, value, ts in rows:
+        for line, user_id, item_id, event, value, ts, *rest in rows:
+            ref = str(rest[0]).strip() if rest and rest[0] is not None else ""
             result.rows += 1
             if event is None:
                 result.errors.append((line, ts))
@@ -270,7 +288,7 @@ def import_rows(rows, *, item_field=None, user_field=None, batch_size=None, prog
                 except ValueError as exc:
                     result.errors.append((line, str(exc)))
                 else:
-                    batch.append((line, user_id, item_id, event, value, ts))
+                    batch.append((line, user_id, item_id, event, value, ts, ref))
             if len(result.errors) >= MAX_REPORTED_ERRORS:
                 raise ImportFailed(result.errors[:MAX_REPORTED_ERRORS], truncated=True)
             if len(batch) >= batch_size:

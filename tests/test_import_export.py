@@ -134,3 +134,34 @@ def test_export_filters(tmp_path, shoppers):
     out = io.StringIO()
     call_command("recommender_export", "--event", "rating", "--since", "2011-01-02", stdout=out)
     assert out.getvalue().splitlines()[1:] == [f"{bob.pk},10002,rating,4.5,2011-01-02T20:26:40+00:00"]
+
+
+@pytest.mark.django_db
+def test_a_ref_column_tells_identical_rows_apart(tmp_path, shoppers):
+    catalog, alice, bob = shoppers
+    plain = write(tmp_path, HEADER + f"{alice.pk},10001,purchase,2,2011-01-02T10:05:00\n", "plain.csv")
+    call_command("recommender_import", plain, "--no-progress", stdout=io.StringIO())
+    # the same purchase on two invoices in the same minute, and a row without a ref
+    path = write(tmp_path, HEADER.strip() + ",ref\n" + (
+        f"{alice.pk},10001,purchase,2,2011-01-02T10:05:00,536365\n"
+        f"{alice.pk},10001,purchase,2,2011-01-02T10:05:00,536366\n"
+        f"{alice.pk},10001,purchase,2,2011-01-02T10:05:00,\n"     # = the plain file's row
+        f"{bob.pk},10002,view,,2011-01-03T09:00:00,\n"
+    ), "refs.csv")
+    out = io.StringIO()
+    call_command("recommender_import", path, "--no-progress", stdout=out)
+    assert "Imported 3 interactions from 4 rows (1 already present)" in out.getvalue()
+    assert Interaction.objects.filter(user=alice, item=catalog[1]).count() == 3
+    out = io.StringIO()
+    call_command("recommender_import", path, "--no-progress", stdout=out)  # still idempotent
+    assert "Imported 0 interactions from 4 rows (4 already present)" in out.getvalue()
+    assert Interaction.objects.count() == 4
+
+
+@pytest.mark.django_db
+def test_a_ref_column_row_with_the_wrong_width_names_its_line(tmp_path, shoppers):
+    _catalog, alice, _bob = shoppers
+    path = write(tmp_path, HEADER.strip() + ",ref\n" + f"{alice.pk},10001,purchase,2,2011-01-02T10:05:00\n")
+    with pytest.raises(CommandError, match="line 2: expected 6 columns, found 5"):
+        call_command("recommender_import", path, "--no-progress", stdout=io.StringIO())
+    assert Interaction.objects.count() == 0

@@ -187,3 +187,19 @@ def test_loader_recategorize(retail_csv):
     lantern.refresh_from_db()
     assert lantern.category.name == "Candles & Lighting"
     assert "1 products moved" in output
+
+
+@pytest.mark.django_db
+def test_loader_keeps_the_same_purchase_on_two_invoices_in_the_same_minute(tmp_path):
+    path = tmp_path / "online_retail.csv.gz"
+    repeat = ["536368", "71053", "WHITE METAL LANTERN", "1", "2010-12-01 08:34", "3.39", "13047", C]
+    with gzip.open(path, "wt", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(HEADER)
+        writer.writerows([*ROWS, repeat])
+    load(path, "--no-admin")
+    lantern = Product.objects.get(stock_code="71053")
+    bought = Interaction.objects.filter(user__username="customer13047", item=lantern)
+    assert [(i.value, i.timestamp) for i in bought] == [(1.0, dt.datetime(2010, 12, 1, 8, 34, tzinfo=dt.UTC))] * 2
+    assert Interaction.objects.count() == OrderLine.objects.count() == 9
+    assert "0 interactions (9 already there)" in load(path, "--no-admin")

@@ -336,11 +336,18 @@ class Command(BaseCommand):
         return len(todo), created
 
     def load_interactions(self, data):
-        rows = (
-            (line_no, data.customers[data.invoices[invoice][0]], code, "purchase",
-             float(quantity), data.invoices[invoice][1])
-            for (invoice, code), (quantity, _price, line_no) in data.lines.items()
-        )
+        def rows():
+            seen = set()
+            for (invoice, code), (quantity, _price, line_no) in data.lines.items():
+                customer, when = data.invoices[invoice]
+                row = (line_no, data.customers[customer], code, "purchase", float(quantity), when)
+                # The same purchase on a second invoice in the same minute is a purchase too:
+                # the invoice tells the rows apart. Only repeats carry it, so that databases
+                # loaded before keep their keys and a second load still adds nothing.
+                ref = invoice if row[1:] in seen else ""
+                seen.add(row[1:])
+                yield (*row, ref)
+
         progress = self.bar(desc="Interactions", unit=" rows", total=len(data.lines))
         done = [0]
 
@@ -349,7 +356,7 @@ class Command(BaseCommand):
             done[0] = count
 
         try:
-            result = importer.import_rows(rows, item_field="stock_code", user_field="username",
+            result = importer.import_rows(rows(), item_field="stock_code", user_field="username",
                                           batch_size=BATCH, progress=report)
         except importer.ImportFailed as exc:
             raise CommandError(f"Importing the purchase interactions failed:\n{exc}") from exc
