@@ -18,7 +18,7 @@ them without a round trip. By default it keeps the recommender's own keys
 too (``cache`` and ``cached_db`` session engines)::
 
     "OPTIONS": {"NEAR_CACHE": {"PREFIXES": ["recommender:", "django.contrib.sessions."],
-                               "MAX_ENTRIES": 10000}}
+                               "MAX_ENTRIES": 20000}}
 
 ``"NEAR_CACHE": None`` turns it off. Prefixes are cache keys before Django's
 ``KEY_PREFIX`` and version are added (with the default ``KEY_FUNCTION``). Everything
@@ -36,7 +36,7 @@ from recommender.near_cache import NearCache
 
 __all__ = ["RedisCache", "DEFAULT_NEAR_CACHE"]
 
-DEFAULT_NEAR_CACHE = {"PREFIXES": ["recommender:"], "MAX_ENTRIES": 10_000}
+DEFAULT_NEAR_CACHE = {"PREFIXES": ["recommender:"], "MAX_ENTRIES": 20_000}
 
 # One near cache per process and configuration, shared by the per-thread cache objects
 # Django makes (``caches[alias]`` is thread-local).

@@ -29,7 +29,7 @@ The details that keep it correct:
 - Writes through this process (the cache API, :mod:`recommender.served`,
   :mod:`recommender.identity`) also drop their keys here at once.
 - After a fork (gunicorn workers) the child builds its own connection.
-- ``max_entries`` bounds memory; the oldest entries go first.
+- ``max_entries`` bounds memory; the least recently used entries go first.
 
 Requirements: Redis 6 or newer (RESP3 and tracking) over TCP or a unix socket; redis-py
 and its ``hiredis`` parser. Without them the near cache stays off and every read goes to
@@ -38,6 +38,7 @@ Redis, as before. Enable it with ``recommender.cache.RedisCache`` (see its docst
 
 import logging
 import os
+from collections import OrderedDict
 import ssl
 import threading
 import time
@@ -58,11 +59,11 @@ class NearCache:
     tracking connection with the pool's connection settings.
     """
 
-    def __init__(self, pool, prefixes, max_entries=10_000):
+    def __init__(self, pool, prefixes, max_entries=20_000):
         self.pool = pool
         self.prefixes = tuple(prefixes)
         self.max_entries = int(max_entries)
-        self._data = {}  # raw key -> (value or _ABSENT, monotonic deadline or None)
+        self._data = OrderedDict()  # raw key -> (value or _ABSENT, monotonic deadline or None), LRU order
         self._lock = threading.RLock()
         self._conn = None
         self._sock = None
@@ -186,6 +187,7 @@ class NearCache:
                 entry = data.get(key)
                 if entry is not None and (entry[1] is None or entry[1] > now):
                     values.append(None if entry[0] is _ABSENT else entry[0])
+                    data.move_to_end(key)
                 else:
                     values.append(None)
                     missing.append(index)
@@ -225,7 +227,7 @@ class NearCache:
                 elif ttl > 0:
                     data[key] = (value, now + ttl / 1000.0)
             while len(data) > self.max_entries:
-                del data[next(iter(data))]
+                data.popitem(last=False)  # the least recently used
 
     def forget(self, keys):
         """Drop raw ``keys`` now (this process wrote them; Redis' message follows)."""

@@ -195,13 +195,16 @@ def test_a_forked_process_opens_its_own_tracking_connection(near):
     assert near.client_id != parent_connection and len(near) == 0
 
 
-def test_max_entries_bounds_it(near, monkeypatch):
+def test_max_entries_bounds_it_dropping_the_least_recently_used(near, monkeypatch):
     monkeypatch.setattr(near, "max_entries", 3)
-    for i in range(5):
+    for i in range(3):
         cache.set(f"recommender:test:{i}", i)
         assert cache.get(f"recommender:test:{i}") == i
+    assert cache.get("recommender:test:0") == 0  # used again: now the most recent
+    cache.set("recommender:test:3", 3)
+    assert cache.get("recommender:test:3") == 3
     assert len(near) == 3
-    assert set(near._data) == {cache.make_key(f"recommender:test:{i}") for i in (2, 3, 4)}
+    assert set(near._data) == {cache.make_key(f"recommender:test:{i}") for i in (0, 2, 3)}
 
 
 def test_it_can_be_turned_off(redis_cache, settings):
