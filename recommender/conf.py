@@ -112,8 +112,8 @@ DEFAULTS = {
     # Seconds the items shown by blocks and the API are cached as model instances, until
     # any item is saved or deleted (recommender.serving); None: one query per block.
     "ITEM_CACHE_TIMEOUT": 600,
-    # Seconds between a process adding its fast-path throttle counts to Redis (one
-    # pipelined round trip; recommender.api.throttling.LocalCounts); 0 or None: count
+    # Seconds between a process's background thread adding its fast-path throttle counts
+    # to Redis (one round trip; recommender.api.throttling.LocalCounts); 0 or None: count
     # every request in Redis at once.
     "THROTTLE_SYNC_INTERVAL": 0.05,
     # Celery beat entries (crontab "minute hour day-of-month month day-of-week"; None: off),

@@ -266,21 +266,25 @@ def test_logging_out_ends_the_session_served_from_the_near_cache(session_near, s
 
 
 def test_local_counts_reach_redis_and_are_shared_by_processes(redis_cache, other):
-    first, second = LocalCounts(), LocalCounts()  # two worker processes
+    first, second = LocalCounts(background=False), LocalCounts(background=False)  # two processes
     key = cache.make_key("throttle-test:window")
-    assert first.count(key, 60, interval=3600) == 1  # the first request syncs at once
-    assert [first.count(key, 60, interval=3600) for _ in range(4)] == [2, 3, 4, 5]  # then counted here
-    assert int(other.get(key)) == 1
+    assert [first.count(key, 60, interval=3600) for _ in range(5)] == [1, 2, 3, 4, 5]  # counted here
+    assert other.get(key) is None
     first.sync()
     assert int(other.get(key)) == 5
-    assert second.count(key, 60, interval=3600) == 6  # its first request learns the total
+    assert second.count(key, 60, interval=3600) == 1  # it has not synced yet: its own count
+    second.sync()  # learns the total, its request included
     assert second.count(key, 60, interval=3600) == 7
+    assert first.count(key, 60, interval=3600) == 6  # first has not heard of second's yet
+    first.sync()  # adds its sixth request, learns second's two... of which one was synced
+    assert first.count(key, 60, interval=3600) == 8
     second.sync()
-    assert int(other.get(key)) == 7 and 0 < other.ttl(key) <= 60
+    first.sync()
+    assert int(other.get(key)) == 9 and 0 < other.ttl(key) <= 60  # every request, once
 
 
 def test_local_counts_are_kept_when_redis_fails(redis_cache, other, monkeypatch):
-    counts = LocalCounts()
+    counts = LocalCounts(background=False)
     key = cache.make_key("throttle-test:window")
     counts.count(key, 60, interval=3600)
     counts.count(key, 60, interval=3600)
@@ -294,9 +298,21 @@ def test_local_counts_are_kept_when_redis_fails(redis_cache, other, monkeypatch)
         patch.setattr(client, "eval", down)
         with pytest.raises(redis.ConnectionError):
             counts.sync()
-    assert other.get(key) is None or int(other.get(key)) == 1  # only the first request's sync
+    assert other.get(key) is None
+    assert counts.count(key, 60, interval=3600) == 3  # nothing was lost meanwhile
     counts.sync()
-    assert int(other.get(key)) == 2
+    assert int(other.get(key)) == 3
+
+
+def test_the_background_thread_syncs_the_counts(redis_cache, other):
+    counts = LocalCounts()
+    key = cache.make_key("throttle-test:window")
+    assert counts.count(key, 60, interval=0.01) == 1
+    deadline = time.monotonic() + 5
+    while other.get(key) is None:
+        assert time.monotonic() < deadline, "the counts never reached Redis"
+        time.sleep(0.01)
+    assert int(other.get(key)) == 1
 
 
 def test_the_fast_path_counts_in_the_process_between_syncs(redis_cache, settings, shelf, publish, other):
@@ -310,6 +326,10 @@ def test_the_fast_path_counts_in_the_process_between_syncs(redis_cache, settings
     client.force_login(user)
     codes = [client.get("/recommender/api/recommendations/").status_code for _ in range(6)]
     assert codes == [200, 200, 200, 200, 429, 429]
-    # one sync (the first request) reached Redis; the other five are still counted here
-    window = [key for key in other.scan_iter("*throttle*recommendations_user*")]
-    assert len(window) == 1 and int(other.get(window[0])) == 1
+    # no request waited for Redis: the six are counted here until the next sync
+    assert list(other.scan_iter("*throttle*recommendations_user*")) == []
+    from recommender.api.throttling import local_counts
+
+    local_counts.sync()
+    window = list(other.scan_iter("*throttle*recommendations_user*"))
+    assert len(window) == 1 and int(other.get(window[0])) == 6
