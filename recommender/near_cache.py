@@ -29,6 +29,8 @@ The details that keep it correct:
 - Writes through this process (the cache API, :mod:`recommender.served`,
   :mod:`recommender.identity`) also drop their keys here at once.
 - After a fork (gunicorn workers) the child builds its own connection.
+- A daemon thread drains the messages as they arrive too, so that an idle process does
+  not leave Redis buffering them.
 - ``max_entries`` bounds memory; the least recently used entries go first.
 
 Requirements: Redis 6 or newer (RESP3 and tracking) over TCP or a unix socket; redis-py
@@ -38,10 +40,11 @@ Redis, as before. Enable it with ``recommender.cache.RedisCache`` (see its docst
 
 import logging
 import os
-from collections import OrderedDict
+import select
 import ssl
 import threading
 import time
+from collections import OrderedDict
 
 __all__ = ["NearCache"]
 
@@ -73,6 +76,7 @@ class NearCache:
         self._retry_at = 0.0
         self.client_id = None
         self._warned = False
+        self._listener_pid = None
         self.hits = self.misses = self.invalidations = 0
 
     # -- the tracking connection ---------------------------------------------------------
@@ -137,8 +141,33 @@ class NearCache:
             if self._warned:
                 logger.warning("near cache on again")
                 self._warned = False
+            if self._listener_pid != self._pid:
+                self._listener_pid = self._pid
+                threading.Thread(target=self._listen, name="recommender-near-cache", daemon=True).start()
             return True
         return self._drain()
+
+    def _listen(self):
+        """Drain invalidations as they arrive, also while no request reads.
+
+        Requests drain before each read anyway; this keeps an idle process from leaving
+        Redis to buffer its messages (a refresh that publishes a million lists sends a
+        million of them).
+        """
+        pid = os.getpid()
+        while os.getpid() == pid:
+            sock = self._sock
+            if sock is None:
+                time.sleep(RETRY_SECONDS)
+                continue
+            try:
+                readable = select.select([sock], [], [], 1.0)[0]
+            except (OSError, ValueError):  # closed meanwhile: the next loop sees the new socket
+                continue
+            if readable:
+                with self._lock:
+                    if self._sock is sock:
+                        self._drain()
 
     def _drain(self):
         sock, reader = self._sock, self._reader

@@ -90,6 +90,18 @@ def test_a_write_by_another_process_invalidates_the_copy(near, other):
     assert cache.get("recommender:test:a") is None
 
 
+def test_an_idle_process_drains_its_messages_in_the_background(near, other):
+    cache.set("recommender:test:a", "old")
+    assert cache.get("recommender:test:a") == "old"
+    before = near.invalidations
+    other.set(cache.make_key("recommender:test:a"), _raw("new"))
+    deadline = time.monotonic() + 5
+    while near.invalidations == before:  # no read here: only the listener thread can see it
+        assert time.monotonic() < deadline, "the listener thread did not drain the message"
+        time.sleep(0.005)
+    assert cache.make_key("recommender:test:a") not in near._data
+
+
 def test_creating_a_key_that_was_absent_invalidates_the_absence(near, other):
     assert cache.get("recommender:test:later") is None
     before = near.invalidations
@@ -148,9 +160,13 @@ def test_a_value_that_changed_while_it_was_read_is_not_kept(near, other, monkeyp
 
         def execute(self):
             values = self.pipe.execute()
+            before = near.invalidations
             other.set(key, _raw("v2"))
-            # wait until Redis' message is in the socket, where the keeping step drains it
-            assert select.select([near._sock], [], [], 5)[0]
+            # wait until Redis' message has arrived: drained by the listener thread, or
+            # waiting in the socket for the keeping step to drain
+            deadline = time.monotonic() + 5
+            while near.invalidations == before and not select.select([near._sock], [], [], 0.005)[0]:
+                assert time.monotonic() < deadline, "no invalidation message arrived"
             return values
 
     monkeypatch.setattr(client, "pipeline", WriteAfterRead)
