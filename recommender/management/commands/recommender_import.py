@@ -11,8 +11,9 @@ from recommender.importer import ImportFailed, import_rows, open_text, read_csv
 class Command(BaseCommand):
     help = (
         "Import interactions from a CSV file with the header user_id,item_id,event,value,timestamp "
-        "(.csv or .csv.gz). All or nothing: a bad row names its line and nothing is stored. "
-        "Importing the same file again adds nothing."
+        "and optionally ,ref (.csv or .csv.gz). All or nothing: a bad row names its line and nothing "
+        "is stored. Importing the same file again adds nothing; rows that are otherwise identical "
+        "are told apart by their ref (e.g. the order id)."
     )
 
     def add_arguments(self, parser):
