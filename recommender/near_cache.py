@@ -87,16 +87,20 @@ class NearCache:
         kwargs = dict(self.pool.connection_kwargs)
         kwargs["protocol"] = 3
         conn = self.pool.connection_class(**kwargs)
-        conn.connect()
-        conn.send_command("CLIENT", "ID")
-        client_id = conn.read_response()
-        args = ["CLIENT", "TRACKING", "ON", "BCAST"]
-        for prefix in self.prefixes:
-            args += ["PREFIX", prefix]
-        conn.send_command(*args)
-        reply = conn.read_response()
-        if reply not in (b"OK", "OK"):
-            raise ConnectionError(f"CLIENT TRACKING answered {reply!r}")
+        try:
+            conn.connect()
+            conn.send_command("CLIENT", "ID")
+            client_id = conn.read_response()
+            args = ["CLIENT", "TRACKING", "ON", "BCAST"]
+            for prefix in self.prefixes:
+                args += ["PREFIX", prefix]
+            conn.send_command(*args)
+            reply = conn.read_response()
+            if reply not in (b"OK", "OK"):
+                raise ConnectionError(f"CLIENT TRACKING answered {reply!r}")
+        except BaseException:
+            conn.disconnect()
+            raise
         sock = conn._sock
         sock.setblocking(False)
         self._conn, self._sock, self._reader = conn, sock, hiredis.Reader()

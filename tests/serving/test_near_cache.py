@@ -232,16 +232,31 @@ def test_it_can_be_turned_off(redis_cache, settings):
     assert fresh.get("recommender:test:a") == 1
 
 
-def test_without_tracking_support_reads_go_to_redis(near, monkeypatch):
-    def refuse():
-        raise redis.ResponseError("unknown command 'CLIENT TRACKING'")
+@pytest.fixture
+def limited_cache(redis_cache, settings):
+    """The cache as a Redis ACL user that may not run CLIENT (so no CLIENT TRACKING), as on
+    some hosted Redis services."""
+    admin = redis.Redis.from_url(redis_cache)
+    admin.acl_setuser("rec-test-nearless", enabled=True, nopass=True, keys=["*"], commands=["+@all", "-client"])
+    original = settings.CACHES
+    settings.CACHES = {"default": {**original["default"],
+                                   "LOCATION": redis_cache.replace("redis://", "redis://rec-test-nearless@")}}
+    from django.core.cache import cache as limited
 
-    near._close()
-    monkeypatch.setattr(near, "_connect", refuse)
-    monkeypatch.setattr(near, "_retry_at", 0.0)
-    cache.set("recommender:test:a", 1)
-    assert cache.get("recommender:test:a") == 1
+    yield limited
+    settings.CACHES = original
+    admin.acl_deluser("rec-test-nearless")
+    admin.close()
+
+
+def test_without_tracking_reads_go_to_redis(limited_cache, other, caplog):
+    near = limited_cache.near_cache
+    limited_cache.set("recommender:test:a", 1)
+    assert limited_cache.get("recommender:test:a") == 1
     assert not near.active and len(near) == 0
+    assert "near cache off" in caplog.text and "client|id" in caplog.text
+    other.set(limited_cache.make_key("recommender:test:a"), _raw(2))
+    assert limited_cache.get("recommender:test:a") == 2  # every read went to Redis
 
 
 # Sessions through the near cache --------------------------------------------------------
