@@ -6,6 +6,7 @@ This module imports neither at import time: ``recommender.engine.deep`` imports 
 
 from __future__ import annotations
 
+import functools
 import os
 
 import numpy as np
@@ -32,14 +33,9 @@ def _configure_tensorflow(seed: int, threads: int, deterministic: bool):
     return keras, tf
 
 
-_ITEM_TOWER = None
-
-
+@functools.cache
 def _item_tower_class(keras):
-    """Define (once) and register the Keras item-tower layer; needs TensorFlow."""
-    global _ITEM_TOWER
-    if _ITEM_TOWER is not None:
-        return _ITEM_TOWER
+    """Define (once) and register the Keras item-tower layer (and the wide layer); needs TensorFlow."""
     import tensorflow as tf
 
     @keras.saving.register_keras_serializable(package="recommender")
@@ -93,15 +89,77 @@ def _item_tower_class(keras):
                                            "hidden_dim": self.hidden_dim,
                                            "use_bias": self.use_bias}
 
-    _ITEM_TOWER = ItemTower
+    _wide_layer_class(keras)  # registered too, for loading a saved model
     return ItemTower
 
 
-def _build_keras_model(keras, n_warm: int, content: np.ndarray | None, params: dict):
+@functools.cache
+def _wide_layer_class(keras):
+    """Define (once) and register the Keras "wide" layer; needs TensorFlow."""
+    import tensorflow as tf
+
+    @keras.saving.register_keras_serializable(package="recommender")
+    class SparseItemItem(keras.layers.Layer):
+        """Wide part: ``gain * x @ W`` with ``W`` a fixed-pattern sparse matrix.
+
+        ``W`` is stored as CSR (rows = history items): non-trainable ``indptr`` and
+        ``cols``, and ``values``, set from outside (a closed-form start) and trained only
+        when ``train_weights`` (with an L2 penalty ``l2``). The gain is
+        ``gain * exp(10 * log_gain)``, with ``log_gain`` trained from 0 (the factor 10
+        lets Adam, whose steps are about the learning rate, move it ten times faster).
+        The product walks the non-zeros of ``x`` only, so a batch costs about
+        ``nnz(x) x`` (neighbours per item), not ``batch x nnz(W)``.
+        """
+
+        def __init__(self, n_items, nnz, l2=0.0, gain=1.0, train_weights=False, **kwargs):
+            super().__init__(**kwargs)
+            self.n_items, self.nnz, self.l2 = n_items, nnz, l2
+            self.gain, self.train_weights = gain, train_weights
+
+        def build(self, input_shape):
+            reg = keras.regularizers.l2(self.l2) if self.l2 and self.train_weights else None
+            self.indptr = self.add_weight(shape=(self.n_items + 1,), name="indptr",
+                                          dtype="int64", initializer="zeros", trainable=False)
+            self.cols = self.add_weight(shape=(self.nnz,), name="cols", dtype="int64",
+                                        initializer="zeros", trainable=False)
+            self.values = self.add_weight(shape=(self.nnz,), name="values",
+                                          initializer="zeros", regularizer=reg,
+                                          trainable=self.train_weights)
+            self.log_gain = self.add_weight(shape=(), name="log_gain", initializer="zeros")
+
+        def effective_gain(self):
+            return float(self.gain * np.exp(10.0 * float(self.log_gain.numpy())))
+
+        def call(self, inputs):
+            x = tf.sparse.from_dense(inputs)
+            user, item = x.indices[:, 0], x.indices[:, 1]
+            # positions in (cols, values) of every W entry of every history item
+            pos = tf.ragged.range(tf.gather(self.indptr, item),
+                                  tf.gather(self.indptr, item + 1))
+            cell = pos.value_rowids()
+            pos = pos.flat_values
+            update = tf.gather(self.values, pos) * tf.gather(x.values, cell)
+            where = tf.stack([tf.gather(user, cell), tf.gather(self.cols, pos)], axis=1)
+            out = tf.scatter_nd(where, update, tf.shape(inputs, out_type="int64"))
+            return out * (self.gain * tf.exp(10.0 * self.log_gain))
+
+        def get_config(self):
+            return super().get_config() | {"n_items": self.n_items, "nnz": self.nnz,
+                                           "l2": self.l2, "gain": self.gain,
+                                           "train_weights": self.train_weights}
+
+    return SparseItemItem
+
+
+def _build_keras_model(keras, n_warm: int, content: np.ndarray | None, params: dict,
+                       wide=None):
+    """The two-tower Keras model; ``wide`` = (W as CSR warm x warm, gain) adds the wide
+    item-item part to the full head's logits."""
     layers = keras.layers
     reg = keras.regularizers.l2(params["l2"]) if params["l2"] else None
     x_in = keras.Input(shape=(n_warm,), name="history")
-    h = layers.Dropout(params["dropout"], name="input_dropout")(x_in)
+    dropped = layers.Dropout(params["dropout"], name="input_dropout")(x_in)
+    h = dropped
     tied = params["tied"]
     if not tied:
         h = layers.Dense(params["hidden_dim"], activation="tanh", kernel_regularizer=reg,
@@ -112,10 +170,20 @@ def _build_keras_model(keras, n_warm: int, content: np.ndarray | None, params: d
                                      params["l2"], params["hidden_dim"] if tied else 0,
                                      params.get("item_bias", True), name="item_tower")
     outputs = tower(h)
-    if content is None:
-        outputs = {"full": layers.Identity(name="full")(outputs)}
-    else:
+    full = outputs if content is None else outputs[0]
+    if wide is not None:  # the wide part reads the same corrupted history
+        W, gain = wide
+        layer = _wide_layer_class(keras)(n_warm, int(W.nnz), params["wide_l2"], float(gain),
+                                         params["wide_trainable"], name="wide")
+        wide_out = layer(dropped)
+        W = W.tocsr()
+        W.sort_indices()
+        layer.indptr.assign(W.indptr.astype(np.int64))
+        layer.cols.assign(W.indices.astype(np.int64))
+        layer.values.assign(W.data.astype(np.float32))
+        full = layers.Add(name="wide_and_deep")([full, wide_out])
+    result = {"full": layers.Identity(name="full")(full)}
+    if content is not None:
         tower.content.assign(content.astype(np.float32))
-        outputs = {"full": layers.Identity(name="full")(outputs[0]),
-                   "content": layers.Identity(name="content")(outputs[1])}
-    return keras.Model(x_in, outputs, name="two_tower")
+        result["content"] = layers.Identity(name="content")(outputs[1])
+    return keras.Model(x_in, result, name="two_tower")

@@ -7,7 +7,7 @@ import pytest
 import scipy.sparse as sp
 
 from recommender.engine.deep import KERAS_FILE, TwoTower
-from tests.engine.conftest import ITEMS, make_interactions
+from tests.engine.conftest import COLD_ITEM, ITEMS, make_interactions
 
 
 def test_progress_callback_and_early_stopping(tmp_path):
@@ -69,8 +69,126 @@ def test_batches_cut_histories_in_time_and_weight_inputs_by_recency():
 
 
 @pytest.mark.parametrize("name, value", [("half_life_days", 0.0), ("past_weight", -1.0),
-                                         ("monitor", "auc"), ("item_bias", "yes")])
+                                         ("monitor", "auc"), ("item_bias", "yes"),
+                                         ("wide_neighbours", -1), ("wide_max_items", 0),
+                                         ("wide_regularization", 0.0),
+                                         ("wide_trainable", 1), ("wide_l2", -0.1)])
 def test_new_hyperparameters_are_validated(name, value):
     X, _ = make_interactions()
     with pytest.raises(ValueError, match=name):
         TwoTower(**{name: value}).fit(X)
+
+
+# -- the wide (item-item) part ----------------------------------------------------------
+
+WIDE = dict(embedding_dim=8, hidden_dim=8, content_dim=4, epochs=3, batch_size=8,
+            learning_rate=0.01, validation_fraction=0.1, random_state=1)
+
+
+def _dense_binary(n_users=60, n_items=8, density=0.6, seed=0):
+    rng = np.random.default_rng(seed)
+    X = sp.csr_matrix((rng.random((n_users, n_items)) < density).astype(np.float32))
+    assert (X.T @ X).toarray().all()            # every pair co-occurs: full neighbourhoods
+    return X
+
+
+def test_cosine_neighbours_are_the_top_k_other_items():
+    from recommender.engine._sparse import cosine_neighbours
+
+    X = _dense_binary(seed=2)
+    N = cosine_neighbours(X, 3)
+    B = X.toarray()
+    cos = (B.T @ B) / np.outer(np.linalg.norm(B, axis=0), np.linalg.norm(B, axis=0))
+    np.fill_diagonal(cos, -np.inf)
+    for i in range(X.shape[1]):
+        got = set(N.indices[N.indptr[i]:N.indptr[i + 1]].tolist())
+        assert i not in got and len(got) == 3
+        assert got == set(np.argsort(-cos[i])[:3].tolist())
+
+
+def test_neighbourhood_ridge_with_full_neighbourhoods_is_ease():
+    """Known answer: EASE's zero-diagonal solution is, column by column, the ridge
+    regression of item j on all other items; with every item as a neighbour the sparse
+    version must reproduce it."""
+    from recommender.engine import EASE
+    from recommender.engine._sparse import cosine_neighbours, neighbourhood_ridge
+
+    X = _dense_binary()
+    n = X.shape[1]
+    N = cosine_neighbours(X, n - 1)
+    assert N.nnz == n * (n - 1)
+    W = neighbourhood_ridge(X, N, 5.0).toarray()
+    np.testing.assert_allclose(W, EASE(regularization=5.0).fit(X).item_weights_,
+                               rtol=1e-4, atol=1e-5)
+    # fewer neighbours: only the pattern is filled, the diagonal never
+    W2 = neighbourhood_ridge(X, cosine_neighbours(X, 2), 5.0)
+    assert (W2.getnnz(axis=0) <= 2).all() and not W2.diagonal().any()
+
+
+def test_wide_part_round_trips_and_leaves_cold_items_to_the_towers(tmp_path):
+    X, T = make_interactions()
+    model = TwoTower(wide_neighbours=2, **WIDE).fit(X, item_features=ITEMS, timestamps=T)
+    W = model.wide_weights_
+    warm = model.warm_items_
+    assert COLD_ITEM not in warm and W.shape == (len(warm), len(warm))
+    assert (W.getnnz(axis=0) <= 2).all() and not W.diagonal().any()
+    assert W.nnz > 0 and model.wide_initial_gain_ > 0
+    wide = model.wide_scores(X)
+    assert np.abs(wide).sum() > 0 and not wide[:, COLD_ITEM].any()
+    # scores = towers + wide part, the cold item from the towers alone
+    towers = model.user_vectors(X) @ model.item_vectors_.T + model.item_bias_
+    np.testing.assert_allclose(model._score_block(np.arange(40), X), towers + wide,
+                               rtol=1e-5, atol=1e-5)
+    cold_scores = model.recommend_batch(np.arange(40), X, n=1, items=[COLD_ITEM])[1]
+    assert np.isfinite(cold_scores).all()
+    model.save(tmp_path)
+    loaded = TwoTower.load(tmp_path)
+    assert sp.issparse(loaded.wide_weights_)
+    assert (loaded.wide_weights_ != W).nnz == 0
+    a, b = model.recommend_batch(np.arange(40), X, n=5), loaded.recommend_batch(
+        np.arange(40), X, n=5)
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(a[1], b[1])
+    assert loaded.keras_model(tmp_path).get_layer("wide").nnz == W.nnz
+
+
+def test_wide_part_is_switched_off_above_wide_max_items():
+    X, _ = make_interactions()
+    model = TwoTower(wide_neighbours=3, wide_max_items=5, **WIDE).fit(X, item_features=ITEMS)
+    assert model.wide_weights_ is None
+    assert not model.wide_scores(X).any()
+    assert model.recommend(0, X[0], n=3)[0].shape == (3,)
+    assert TwoTower(wide_neighbours=0, **WIDE).fit(X).wide_weights_ is None
+
+
+def test_wide_start_alone_recommends_the_missing_item():
+    """With towers untrained (lr ~ 0), the closed-form wide part decides: a user owning
+    electronics 0-3 gets item 4, the one electronics item they miss."""
+    X, _ = make_interactions()
+    model = TwoTower(wide_neighbours=4, wide_regularization=1.0, embedding_dim=4,
+                     hidden_dim=4, epochs=1, learning_rate=1e-9, item_bias=False,
+                     validation_fraction=0.0, random_state=0).fit(X)
+    row = sp.csr_matrix((np.ones(4, np.float32), ([0] * 4, [0, 1, 2, 3])), shape=(1, 11))
+    assert model.wide_scores(row)[0].argmax() == 4
+    assert model.recommend(0, row, n=1)[0][0] == 4
+
+
+def test_wide_part_needs_co_occurrences():
+    X = sp.csr_matrix(np.eye(12, 11, dtype=np.float32))     # one item per user
+    model = TwoTower(**WIDE).fit(X)
+    assert model.wide_weights_ is None
+    assert model.recommend(0, X[0], n=2)[0].shape == (2,)
+
+
+def test_trainable_wide_weights_move_away_from_the_closed_form_start():
+    X, T = make_interactions()
+    params = WIDE | dict(wide_neighbours=3, epochs=5, learning_rate=0.05,
+                         validation_fraction=0.0)
+    frozen = TwoTower(**params).fit(X, timestamps=T).wide_weights_
+    trained = TwoTower(wide_trainable=True, **params).fit(X, timestamps=T).wide_weights_
+    np.testing.assert_array_equal(frozen.indptr, trained.indptr)   # same stored pattern
+    np.testing.assert_array_equal(frozen.indices, trained.indices)
+    # a frozen W only changes by its gain, a trained one does not stay proportional
+    nz = frozen.data != 0
+    ratio = trained.data[nz] / frozen.data[nz]
+    assert ratio.std() / abs(ratio.mean()) > 1e-3
