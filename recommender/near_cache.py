@@ -13,9 +13,9 @@ holds one extra connection per process, in RESP3, with ``CLIENT TRACKING ON BCAS
 for the key prefixes it keeps. Whenever any client changes, deletes or expires a key
 under those prefixes, or flushes the database, Redis pushes an ``invalidate`` message
 on that connection. Before every read the near cache drains the messages waiting on
-the socket (one non-blocking ``recv``) and drops what they name, so a read never
-returns a value that Redis had already replaced when the read began (on loopback the
-message is in the socket before the writer even gets its reply).
+the socket (one non-blocking ``recv``) and drops what they name, so a read sees
+another process's write as soon as Redis' message has arrived (on loopback, microseconds
+after the write: Redis sends it in the same event-loop turn as the writer's reply).
 
 The details that keep it correct:
 
