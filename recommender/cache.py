@@ -26,11 +26,12 @@ else (options, serializer, key functions) is Django's. ``django-redis``'s client
 its clients too; the recommender works with either, without the near cache.
 """
 
+import functools
 import threading
 
-from django.core.cache.backends.base import DEFAULT_TIMEOUT
 from django.core.cache.backends.redis import RedisCache as DjangoRedisCache
 from django.core.cache.backends.redis import RedisCacheClient
+from django.utils.functional import cached_property
 
 from recommender.near_cache import NearCache
 
@@ -44,8 +45,38 @@ _near_caches = {}
 _near_lock = threading.Lock()
 
 
+def _forgets(keys_of):
+    """Wrap a write of Django's client so that this process's near cache drops the raw keys
+    it wrote, at once (Redis' invalidation message reaches the other processes)."""
+
+    def wrap(write):
+        @functools.wraps(write)
+        def method(self, *args, **kwargs):
+            try:
+                return write(self, *args, **kwargs)
+            finally:
+                near = self.near_cache()
+                if near is not None:
+                    near.forget(keys_of(*args))
+
+        return method
+
+    return wrap
+
+
+def _one_key(key, *rest):
+    return [key]
+
+
+def _all_keys(keys, *rest):
+    return list(keys)
+
+
 class ReusingRedisCacheClient(RedisCacheClient):
-    """Django's client wrapper, building each ``redis.Redis`` once per pool."""
+    """Django's client wrapper, building each ``redis.Redis`` once per pool; its writes
+    drop what they wrote from the near cache."""
+
+    near_cache = staticmethod(lambda: None)  # set by RedisCache
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -58,6 +89,22 @@ class ReusingRedisCacheClient(RedisCacheClient):
             client = self._clients[index] = self._client(connection_pool=self._get_connection_pool(write))
         return client
 
+    add = _forgets(_one_key)(RedisCacheClient.add)
+    set = _forgets(_one_key)(RedisCacheClient.set)
+    touch = _forgets(_one_key)(RedisCacheClient.touch)
+    delete = _forgets(_one_key)(RedisCacheClient.delete)
+    incr = _forgets(_one_key)(RedisCacheClient.incr)
+    set_many = _forgets(_all_keys)(RedisCacheClient.set_many)  # data: {key: value}
+    delete_many = _forgets(_all_keys)(RedisCacheClient.delete_many)
+
+    def clear(self):
+        try:
+            return super().clear()
+        finally:
+            near = self.near_cache()
+            if near is not None:
+                near.clear()
+
 
 class RedisCache(DjangoRedisCache):
     def __init__(self, server, params):
@@ -67,6 +114,12 @@ class RedisCache(DjangoRedisCache):
         self._class = ReusingRedisCacheClient
         self._near_options = None if near is None else {**DEFAULT_NEAR_CACHE, **near}
         self._near = None
+
+    @cached_property
+    def _cache(self):
+        client = self._class(self._servers, **self._options)
+        client.near_cache = lambda: self.near_cache
+        return client
 
     @property
     def near_cache(self):
@@ -116,61 +169,3 @@ class RedisCache(DjangoRedisCache):
         if near is None:
             return self._cache.has_key(raw)
         return near.get(self._cache.get_client(raw, write=True), raw) is not None
-
-    # writes: Redis tells every process; this one forgets at once -----------------------------
-
-    def _forget(self, raw_keys):
-        near = self.near_cache
-        if near is not None:
-            near.forget(raw_keys)
-
-    def add(self, key, value, timeout=DEFAULT_TIMEOUT, version=None):
-        try:
-            return super().add(key, value, timeout, version)
-        finally:
-            self._forget([self.make_key(key, version=version)])
-
-    def set(self, key, value, timeout=DEFAULT_TIMEOUT, version=None):
-        try:
-            super().set(key, value, timeout, version)
-        finally:
-            self._forget([self.make_key(key, version=version)])
-
-    def touch(self, key, timeout=DEFAULT_TIMEOUT, version=None):
-        try:
-            return super().touch(key, timeout, version)
-        finally:
-            self._forget([self.make_key(key, version=version)])
-
-    def delete(self, key, version=None):
-        try:
-            return super().delete(key, version)
-        finally:
-            self._forget([self.make_key(key, version=version)])
-
-    def incr(self, key, delta=1, version=None):
-        try:
-            return super().incr(key, delta, version)
-        finally:
-            self._forget([self.make_key(key, version=version)])
-
-    def set_many(self, data, timeout=DEFAULT_TIMEOUT, version=None):
-        try:
-            return super().set_many(data, timeout, version)
-        finally:
-            self._forget([self.make_key(key, version=version) for key in data])
-
-    def delete_many(self, keys, version=None):
-        keys = list(keys)
-        try:
-            return super().delete_many(keys, version)
-        finally:
-            self._forget([self.make_key(key, version=version) for key in keys])
-
-    def clear(self):
-        try:
-            return super().clear()
-        finally:
-            near = self.near_cache
-            if near is not None:
-                near.clear()

@@ -120,16 +120,14 @@ class NearCache:
             logger.warning("near cache off (%s); reading from Redis until tracking is back", reason)
             self._warned = True
         self._close()
-        self._data.clear()
-        self._generation += 1
+        self.clear()
         self._retry_at = time.monotonic() + RETRY_SECONDS
 
     def _ready(self):
         """Whether the near cache may answer now; drains pending invalidations. Hold the lock."""
         if self._pid != os.getpid():  # first use, or a forked child: never share the parent's socket
             self._conn = self._sock = self._reader = None
-            self._data.clear()
-            self._generation += 1
+            self.clear()
             self._pid = os.getpid()
             self._retry_at = 0.0
         if self._sock is None:
@@ -140,8 +138,7 @@ class NearCache:
             except Exception as exc:  # noqa: BLE001 - Redis too old, no hiredis, unreachable...
                 self._lost(f"cannot enable tracking: {exc}")
                 return False
-            self._data.clear()
-            self._generation += 1
+            self.clear()
             if self._warned:
                 logger.warning("near cache on again")
                 self._warned = False
@@ -194,14 +191,11 @@ class NearCache:
         if not isinstance(message, list) or len(message) != 2 or message[0] != b"invalidate":
             return
         self.invalidations += 1
-        self._generation += 1
         keys = message[1]
         if keys is None:  # FLUSHDB / FLUSHALL
-            self._data.clear()
-            return
-        pop = self._data.pop
-        for key in keys:
-            pop(key.decode("utf-8", "surrogateescape"), None)
+            self.clear()
+        else:
+            self.forget([key.decode("utf-8", "surrogateescape") for key in keys])
 
     # -- reads and writes ----------------------------------------------------------------
 
@@ -230,20 +224,26 @@ class NearCache:
             return values
         self.misses += 1
         wanted = [keys[index] for index in missing]
-        pipe = client.pipeline(transaction=False)
-        pipe.mget(wanted)
-        for key in wanted:
-            pipe.pttl(key)
-        found, *ttls = pipe.execute()
+        kept = [key for key in wanted if key.startswith(self.prefixes)]
+        if not kept:  # nothing to keep: no TTLs to read
+            found = client.mget(wanted)
+        else:
+            pipe = client.pipeline(transaction=False)
+            pipe.mget(wanted)
+            for key in kept:
+                pipe.pttl(key)
+            found, *ttls = pipe.execute()
+            self._keep(kept, [v for k, v in zip(wanted, found, strict=True) if k.startswith(self.prefixes)],
+                       ttls, generation)
         for index, value in zip(missing, found, strict=True):
             values[index] = value
-        self._keep(wanted, found, ttls, generation)
         return values
 
     def get(self, client, key):
         return self.mget(client, [key])[0]
 
     def _keep(self, keys, values, ttls, generation):
+        """Keep ``keys`` (all under the prefixes) read at ``generation``, if still right."""
         with self._lock:
             # drain first: an invalidation that arrived while we read makes the values suspect
             if not self._ready() or self._generation != generation:
@@ -251,8 +251,6 @@ class NearCache:
             now = time.monotonic()
             data = self._data
             for key, value, ttl in zip(keys, values, ttls, strict=True):
-                if not key.startswith(self.prefixes):
-                    continue
                 if value is None:
                     data[key] = (_ABSENT, None)
                 elif ttl is None or ttl == -1:
@@ -271,6 +269,7 @@ class NearCache:
                 pop(key, None)
 
     def clear(self):
+        """Drop everything (and any value being read meanwhile)."""
         with self._lock:
             self._generation += 1
             self._data.clear()

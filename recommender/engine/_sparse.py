@@ -84,18 +84,16 @@ def safe_inverse(values: np.ndarray) -> np.ndarray:
 
 def cosine_neighbours(X: sp.spmatrix, k: int,
                       block_cells: int = MAX_BLOCK_CELLS) -> sp.csr_matrix:
-    """Each column's ``k`` most co-occurring other columns (cosine of 0/1 columns).
+    """Each column's ``k`` most similar other columns, by cosine of the columns as given
+    (binarise ``X`` first for co-occurrence).
 
     Returns an ``n_cols x n_cols`` CSR matrix whose row ``i`` holds, at the neighbours of
     item ``i``, their cosine similarity (> 0); the diagonal is never kept. Memory stays
     ``O(n_cols * k)`` plus one block (see :func:`blockwise_topk`).
     """
-    B = sp.csr_matrix(X, dtype=np.float32, copy=True)
-    B.data[:] = 1.0
-    B.eliminate_zeros()
-    Xc = scale_columns(B, safe_inverse(column_norms(B)))
+    Xc = scale_columns(X, safe_inverse(column_norms(X)))
     XT = sp.csr_matrix(Xc.T)
-    return blockwise_topk(lambda start, stop: XT[start:stop] @ Xc, B.shape[1], B.shape[1],
+    return blockwise_topk(lambda start, stop: XT[start:stop] @ Xc, X.shape[1], X.shape[1],
                           k, block_cells=block_cells)
 
 

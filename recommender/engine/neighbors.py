@@ -20,7 +20,7 @@ from numbers import Integral, Real
 import numpy as np
 import scipy.sparse as sp
 
-from recommender.engine._sparse import blockwise_topk, column_norms, safe_inverse, scale_columns
+from recommender.engine._sparse import blockwise_topk, column_norms, cosine_neighbours, safe_inverse
 from recommender.engine.base import RecommenderBase, check_param
 
 __all__ = ["Cooccurrence", "ItemKNN", "ItemItemRecommender"]
@@ -72,22 +72,18 @@ class ItemKNN(ItemItemRecommender):
         if self.binarize:
             X = X.copy()
             X.data[:] = 1.0
+        if not self.shrinkage:
+            self.similarity_ = cosine_neighbours(X, self.k)
+            return
         norms = column_norms(X)
         # both operands CSR once, so no block converts the whole matrix again
-        if self.shrinkage:
-            Xc = sp.csr_matrix(X)
-            XT = sp.csr_matrix(Xc.T)
+        Xc = sp.csr_matrix(X)
+        XT = sp.csr_matrix(Xc.T)
 
-            def compute(start, stop):
-                dots = (XT[start:stop] @ Xc).toarray()
-                denom = np.outer(norms[start:stop], norms) + self.shrinkage
-                return dots * safe_inverse(denom)
-        else:
-            Xc = scale_columns(X, safe_inverse(norms))
-            XT = sp.csr_matrix(Xc.T)
-
-            def compute(start, stop):
-                return XT[start:stop] @ Xc
+        def compute(start, stop):
+            dots = (XT[start:stop] @ Xc).toarray()
+            denom = np.outer(norms[start:stop], norms) + self.shrinkage
+            return dots * safe_inverse(denom)
         self.similarity_ = blockwise_topk(compute, self.n_items_, self.n_items_, self.k)
 
 
