@@ -187,3 +187,39 @@ def _build_keras_model(keras, n_warm: int, content: np.ndarray | None, params: d
         tower.content.assign(content.astype(np.float32))
         result["content"] = layers.Identity(name="content")(outputs[1])
     return keras.Model(x_in, result, name="two_tower")
+
+
+def ndcg_at(scores: np.ndarray, targets: np.ndarray, k: int = 10) -> float:
+    """Mean NDCG@k of dense ``scores`` against boolean ``targets`` (rows with targets)."""
+    k = min(k, scores.shape[1])
+    top = (np.argpartition(-scores, k - 1, axis=1)[:, :k] if k < scores.shape[1]
+           else np.tile(np.arange(k), (len(scores), 1)))
+    top = np.take_along_axis(top, np.argsort(-np.take_along_axis(scores, top, axis=1),
+                                             axis=1), axis=1)
+    gains = np.take_along_axis(targets, top, axis=1) / np.log2(np.arange(2, k + 2))
+    n = np.minimum(targets.sum(axis=1), k)
+    ideal = np.cumsum(1.0 / np.log2(np.arange(2, k + 2)))[np.maximum(n, 1) - 1]
+    keep = n > 0
+    return float((gains.sum(axis=1)[keep] / ideal[keep]).mean()) if keep.any() else 0.0
+
+
+def validation_ndcg(keras, model, make_batch, users, k: int = 10, batch: int = 512):
+    """Keras callback adding ``val_ndcg`` (NDCG@k of the held-out users' later items)."""
+
+    class ValidationNDCG(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            total, count = 0.0, 0
+            for start in range(0, len(users), batch):
+                x, _, later = make_batch(users[start:start + batch], None)
+                keep = later.any(axis=1)
+                if not keep.any():
+                    continue
+                out = model(x[keep], training=False)
+                scores = np.array(out["full"], dtype=np.float32)
+                scores[x[keep] > 0] = -np.inf
+                total += ndcg_at(scores, later[keep], k) * keep.sum()
+                count += keep.sum()
+            if logs is not None:
+                logs["val_ndcg"] = total / count if count else 0.0
+
+    return ValidationNDCG()

@@ -36,9 +36,9 @@ from numbers import Integral, Real
 import numpy as np
 import scipy.sparse as sp
 
-from recommender.engine._keras import _build_keras_model, _configure_tensorflow, _item_tower_class
-from recommender.engine._sparse import cosine_neighbours, neighbourhood_ridge
-from recommender.engine.base import MAX_BLOCK_CELLS, RecommenderBase, check_param
+from recommender.engine._deep_batches import batch_maker, content_matrix, time_positions, wide_start
+from recommender.engine._keras import _build_keras_model, _configure_tensorflow, _item_tower_class, validation_ndcg
+from recommender.engine.base import RecommenderBase, check_param
 
 __all__ = ["TwoTower"]
 
@@ -49,66 +49,6 @@ def _row_normalise(X: sp.csr_matrix) -> sp.csr_matrix:
     norms = np.sqrt(np.asarray(X.multiply(X).sum(axis=1)).ravel())
     return sp.csr_matrix(sp.diags(1.0 / np.maximum(norms, 1e-12)) @ X, dtype=np.float32)
 
-
-def _l2_rows(x: np.ndarray) -> np.ndarray:
-    return x / np.maximum(np.sqrt((x * x).sum(axis=1, keepdims=True)), 1e-12)
-
-
-def _ndcg_at(scores: np.ndarray, targets: np.ndarray, k: int = 10) -> float:
-    """Mean NDCG@k of dense ``scores`` against boolean ``targets`` (rows with targets)."""
-    k = min(k, scores.shape[1])
-    top = (np.argpartition(-scores, k - 1, axis=1)[:, :k] if k < scores.shape[1]
-           else np.tile(np.arange(k), (len(scores), 1)))
-    top = np.take_along_axis(top, np.argsort(-np.take_along_axis(scores, top, axis=1),
-                                             axis=1), axis=1)
-    gains = np.take_along_axis(targets, top, axis=1) / np.log2(np.arange(2, k + 2))
-    n = np.minimum(targets.sum(axis=1), k)
-    ideal = np.cumsum(1.0 / np.log2(np.arange(2, k + 2)))[np.maximum(n, 1) - 1]
-    keep = n > 0
-    return float((gains.sum(axis=1)[keep] / ideal[keep]).mean()) if keep.any() else 0.0
-
-
-def _ValidationNDCG(keras, model, make_batch, users, k: int = 10, batch: int = 512):
-    """Keras callback adding ``val_ndcg`` (NDCG@k of the held-out users' later items)."""
-
-    class ValidationNDCG(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):
-            total, count = 0.0, 0
-            for start in range(0, len(users), batch):
-                x, _, later = make_batch(users[start:start + batch], None)
-                keep = later.any(axis=1)
-                if not keep.any():
-                    continue
-                out = model(x[keep], training=False)
-                scores = np.array(out["full"], dtype=np.float32)
-                scores[x[keep] > 0] = -np.inf
-                total += _ndcg_at(scores, later[keep], k) * keep.sum()
-                count += keep.sum()
-            if logs is not None:
-                logs["val_ndcg"] = total / count if count else 0.0
-
-    return ValidationNDCG()
-
-
-def _content_matrix(item_features, n_items: int, dim: int, seed: int):
-    """Dense, standardised content features (n_items x <=dim) or None."""
-    if item_features is None:
-        return None, None, None
-    from sklearn.decomposition import TruncatedSVD
-
-    from recommender.engine.content import item_feature_matrix
-
-    F, vec = item_feature_matrix(item_features, n_items)
-    dim = min(dim, max(1, min(F.shape) - 1))
-    if F.shape[1] <= dim:
-        dense = F.toarray()
-        svd = None
-    else:
-        svd = TruncatedSVD(n_components=dim, random_state=seed)
-        dense = svd.fit_transform(F)
-    dense = dense.astype(np.float32)
-    scale = dense.std() or 1.0
-    return dense / scale, vec, svd
 
 
 class TwoTower(RecommenderBase):
@@ -285,25 +225,31 @@ class TwoTower(RecommenderBase):
 
     def _fit(self, X, item_features=None, progress_callback=None, **kwargs):
         keras, tf = _configure_tensorflow(self.random_state, self.threads, self.deterministic)
-        content, vec, svd = _content_matrix(item_features, self.n_items_, self.content_dim,
-                                            self.random_state)
+        content, vec, svd = content_matrix(item_features, self.n_items_, self.content_dim,
+                                           self.random_state)
         warm = np.flatnonzero(X.getnnz(axis=0) > 0)
         if len(warm) == 0:
             raise ValueError("interactions has no non-zero entries: nothing to learn from.")
         Xw = sp.csr_matrix(X[:, warm])
         Xw.sort_indices()
         timestamps = kwargs.get("timestamps")
-        position, stamps = self._positions(Xw, timestamps, warm)
+        position = stamps = None
+        if timestamps is not None and self.sequence_aware:
+            position, stamps = time_positions(Xw, timestamps, warm)
         users = np.flatnonzero(np.diff(Xw.indptr) > 0)
         rng = np.random.default_rng(self.random_state)
         rng.shuffle(users)
         n_val = int(len(users) * self.validation_fraction)
         val_users, train_users = users[:n_val], users[n_val:]
         params = self.get_params()
-        make_batch = self._batch_maker(Xw, position, stamps)
+        make_batch = batch_maker(Xw, position, stamps, half_life_days=self.half_life_days,
+                                 past_weight=self.past_weight, random_state=self.random_state)
         wide = None
         if self.wide_neighbours and len(warm) <= self.wide_max_items:
-            wide = self._wide_start(Xw, np.sort(train_users), make_batch, rng, position)
+            wide = wide_start(Xw, np.sort(train_users), make_batch, rng, position,
+                              neighbours=self.wide_neighbours,
+                              regularization=self.wide_regularization)
+            self.wide_initial_gain_ = wide[1]
             if wide[0].nnz == 0:  # no two items ever co-occur: nothing to learn from
                 wide = None
         model = _build_keras_model(keras, len(warm), None if content is None else
@@ -340,7 +286,7 @@ class TwoTower(RecommenderBase):
         if len(val_users):
             val = Rows(val_users, self.batch_size, False)
             if self.monitor == "ndcg":
-                callbacks.append(_ValidationNDCG(keras, model, make_batch, val_users))
+                callbacks.append(validation_ndcg(keras, model, make_batch, val_users))
                 monitor = "val_ndcg"
         if progress_callback is not None:
             callbacks.append(keras.callbacks.LambdaCallback(
@@ -359,109 +305,6 @@ class TwoTower(RecommenderBase):
         self.vectorizer_ = vec
         self.svd_ = svd
         self._keras_model = model
-
-    def _wide_start(self, Xw, users, make_batch, rng, position, sample: int = 2000):
-        """Closed-form start of the wide part: (W over the warm items, softmax gain).
-
-        ``W`` is the neighbourhood ridge regression on the training users' 0/1 rows: the
-        whole rows from themselves (EASE) or, with time order, from their earlier 80%
-        (TemporalEASE with ``past_weight=1``). The gain scales ``x @ W`` (``x`` = the
-        model's L2-normalised input rows) into logits: it minimises the softmax
-        cross-entropy of up to ``sample`` training users' held-out items (the
-        validation-style cut of :meth:`_batch_maker`), by golden-section search over
-        log-gain.
-        """
-        X = sp.csr_matrix(Xw[users], dtype=np.float32)
-        X.data[:] = 1.0
-        A = X
-        if position is not None:  # same pattern as X: keep the cells before the 80% cut
-            A = sp.csr_matrix(position[users], dtype=np.float32, copy=True)
-            A.data = (A.data < 0.8).astype(np.float32)
-            A.eliminate_zeros()
-        W = neighbourhood_ridge(A, cosine_neighbours(X, self.wide_neighbours),
-                                self.wide_regularization, targets=X)
-        sample = max(1, min(sample, MAX_BLOCK_CELLS // W.shape[0]))
-        picked = users if len(users) <= sample else np.sort(rng.choice(users, sample,
-                                                                       replace=False))
-        x, y, _ = make_batch(picked, None)
-        S = (sp.csr_matrix(x) @ W).toarray().astype(np.float64)
-        y = y / np.maximum(y.sum(axis=1, keepdims=True), 1e-12)
-
-        def loss(log_gain):
-            z = S * np.exp(log_gain)
-            z -= z.max(axis=1, keepdims=True)
-            return float(-(y * (z - np.log(np.exp(z).sum(axis=1, keepdims=True)))).sum())
-
-        lo, hi = np.log(1e-2), np.log(1e4)
-        phi = (np.sqrt(5) - 1) / 2
-        for _ in range(40):
-            a, b = hi - phi * (hi - lo), lo + phi * (hi - lo)
-            if loss(a) < loss(b):
-                hi = b
-            else:
-                lo = a
-        self.wide_initial_gain_ = float(np.exp((lo + hi) / 2))
-        return W, self.wide_initial_gain_
-
-    def _batch_maker(self, Xw, position, stamps):
-        """Function building (input, target, later-mask) dense arrays for a batch of users.
-
-        With positions (time order known), each row is cut at a random point between 50%
-        and 90% of the user's history (at 80% for validation, ``rng=None``): the input is
-        the earlier part, re-weighted by recency when ``half_life_days`` is set; the target
-        is the later part plus ``past_weight`` times the earlier part. Without positions
-        the row is reconstructed (dropout corrupts the input inside the model), and
-        validation rows hold out a fixed random 20% of their cells instead.
-        """
-        half_life = self.half_life_days
-        past_weight = float(self.past_weight)
-        random_position = None
-        if position is None:  # validation holds out a fixed random 20% of each row
-            random_position = Xw.copy()
-            random_position.data = np.random.default_rng(self.random_state).random(
-                Xw.nnz).astype(np.float32)
-
-        def make(batch, rng):
-            x = Xw[batch].toarray()
-            if position is None and rng is not None:
-                return _l2_rows(x), x, x != 0
-            nz = x != 0
-            pos = (position if position is not None else random_position)[batch].toarray()
-            cut = (rng.uniform(0.5, 0.9, (len(batch), 1)) if rng is not None
-                   else np.full((len(batch), 1), 0.8))
-            later = (pos >= cut) & nz
-            n_later = later.sum(axis=1)
-            ok = (n_later > 0) & (n_later < nz.sum(axis=1))
-            later &= ok[:, None]
-            earlier = nz & ~later
-            y = np.where(later, x, past_weight * x * earlier)
-            y[~ok] = x[~ok]
-            inp = np.where(earlier, x, 0.0)
-            if half_life is not None and stamps is not None:
-                t = stamps[batch].toarray()
-                ref = np.where(earlier, t, -np.inf).max(axis=1, keepdims=True)
-                age = np.maximum(ref - t, 0.0) / 86_400.0
-                inp = inp * np.where(earlier, np.power(0.5, age / half_life), 0.0)
-            return _l2_rows(inp.astype(np.float32)), y.astype(np.float32), later
-
-        return make
-
-    def _positions(self, Xw, timestamps, warm):
-        """Relative time position (0 = first, 1 = last) of each cell within its row."""
-        if timestamps is None or not self.sequence_aware:
-            return None, None
-        T = sp.csr_matrix(timestamps, dtype=np.float64)[:, warm]
-        T.sort_indices()
-        if T.shape != Xw.shape or not np.array_equal(T.indptr, Xw.indptr):
-            raise ValueError("timestamps must have the same shape and pattern as interactions.")
-        rows = np.repeat(np.arange(Xw.shape[0]), np.diff(Xw.indptr))
-        order = np.lexsort((T.data, rows))
-        counts = np.diff(Xw.indptr)
-        rank = np.empty(len(rows), dtype=np.float64)
-        rank[order] = np.arange(len(rows)) - Xw.indptr[rows[order]]
-        P = T.copy()
-        P.data = ((rank + 0.5) / counts[rows]).astype(np.float32)
-        return P, T
 
     def _export(self, model, warm, content):
         """Copy the trained towers into numpy arrays for TensorFlow-free serving."""

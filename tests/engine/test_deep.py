@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
+from recommender.engine._deep_batches import batch_maker, time_positions
 from recommender.engine.deep import KERAS_FILE, TwoTower
 from tests.engine.conftest import COLD_ITEM, ITEMS, make_interactions
 
@@ -59,9 +60,9 @@ def test_batches_cut_histories_in_time_and_weight_inputs_by_recency():
     day = 86_400.0
     X = sp.csr_matrix(np.ones((1, 5), np.float32))
     T = sp.csr_matrix(np.array([[1.0, 2.0, 3.0, 4.0, 5.0]]) * 10 * day)
-    model = TwoTower(half_life_days=10.0, past_weight=0.5)
-    position, stamps = model._positions(X, T, np.arange(5))
-    x, y, later = model._batch_maker(X, position, stamps)(np.array([0]), None)
+    position, stamps = time_positions(X, T, np.arange(5))
+    make = batch_maker(X, position, stamps, half_life_days=10.0, past_weight=0.5)
+    x, y, later = make(np.array([0]), None)
     assert later[0].tolist() == [False, False, False, False, True]   # cut at 80%
     assert x[0, 4] == 0 and np.all(np.diff(x[0, :4]) > 0)            # older = lighter
     np.testing.assert_allclose(x[0, :4] / x[0, 3], [0.125, 0.25, 0.5, 1.0], rtol=1e-6)
