@@ -169,6 +169,7 @@ def test_loader_missing_file(tmp_path):
     ("SET OF 3 CAKE TINS PANTRY DESIGN", "Set of 3 Cake Tins Pantry Design"),
     ("MUM'S 30CM CLOCK", "Mum's 30cm Clock"),
     ("I LOVE LONDON MINI BACKPACK", "I Love London Mini Backpack"),
+    ("RED WOOLLY HOTTIE WHITE HEART. ", "Red Woolly Hottie White Heart"),
 ])
 def test_nice_title(name, title):
     assert nice_title(name) == title

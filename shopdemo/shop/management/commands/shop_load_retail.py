@@ -65,8 +65,12 @@ _UPPER_WORDS = {"uk", "usa", "led", "diy", "abc", "dvd", "cd", "tv", "ii", "iii"
 
 
 def nice_title(name):
-    """``WHITE HANGING HEART T-LIGHT HOLDER`` -> ``White Hanging Heart T-Light Holder``."""
-    words = re.sub(r"\s+", " ", name.strip()).split(" ")
+    """``WHITE HANGING HEART T-LIGHT HOLDER`` -> ``White Hanging Heart T-Light Holder``.
+
+    A trailing full stop (1,830 source rows, e.g. ``RED WOOLLY HOTTIE WHITE HEART.``) is
+    dropped: the title is shown inside sentences ("Customers who bought ... also bought this").
+    """
+    words = re.sub(r"\s+", " ", name.strip().rstrip(".").rstrip()).split(" ")
     out = []
     for index, word in enumerate(words):
         low = word.lower()
