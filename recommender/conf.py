@@ -33,6 +33,9 @@ DEFAULTS = {
         "category": "category",
         "price": "price",
         "available": "is_active",
+        # The product picture shown on recommendation cards and in the API: an
+        # ImageField/FileField (its ``.url``) or a field holding a URL. None: a placeholder.
+        "image": None,
         # A unique field used by CSV import/export instead of the primary key.
         "external_id": None,
     },

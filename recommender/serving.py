@@ -71,6 +71,15 @@ class Recommendation:
         get_url = getattr(self.item, "get_absolute_url", None)
         return get_url() if get_url else ""
 
+    @property
+    def image_url(self):
+        """URL of the item's picture (the ``image`` item field), or "" when it has none."""
+        field = rec_settings.item_field("image")
+        value = getattr(self.item, field, None) if field else None
+        if not value:  # None, "" or an empty FieldFile
+            return ""
+        return getattr(value, "url", None) or str(value)
+
 
 def _item_title(item):
     field = rec_settings.item_field("title")

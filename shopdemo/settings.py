@@ -147,6 +147,7 @@ RECOMMENDER = {
         "category": "category",
         "price": "price",
         "available": "is_active",
+        "image": "image",
         "external_id": "stock_code",
     },
     "ARTIFACT_DIR": str(VAR_DIR / "artifacts"),

@@ -1,5 +1,7 @@
 """URLs of the demo shop."""
 
+from django.conf import settings
+from django.conf.urls.static import static
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
@@ -18,3 +20,6 @@ urlpatterns = [
     path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
     path("", include("shopdemo.shop.urls")),
 ]
+# Uploaded product images while DEBUG (static() adds nothing otherwise: serve MEDIA_ROOT
+# from the web server in production).
+urlpatterns += static(settings.MEDIA_URL, document_root=settings.MEDIA_ROOT)

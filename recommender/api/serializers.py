@@ -125,6 +125,7 @@ class RecommendationSerializer(serializers.Serializer):
     title = serializers.CharField()
     price = serializers.CharField(allow_null=True)
     url = serializers.CharField()
+    image = serializers.CharField(help_text=_("URL of the item's picture; empty without one."))
     score = serializers.FloatField()
     reason = serializers.CharField(help_text=_("Why it is shown, in the request's language."))
     algorithm = serializers.CharField()
@@ -147,6 +148,7 @@ def recommendation_data(rec):
         "title": rec.title,
         "price": None if price is None else str(price),
         "url": rec.url,
+        "image": rec.image_url,
         "score": round(float(rec.score), 6),
         "reason": str(rec.reason),
         "algorithm": rec.algorithm,

@@ -39,6 +39,9 @@ class Product(models.Model):
     )
     price = models.DecimalField(_("price"), max_digits=10, decimal_places=2)
     is_active = models.BooleanField(_("available"), default=True)
+    # A FileField, not an ImageField, so the demo needs no Pillow; a shop's ImageField
+    # works the same for the recommender (ITEM_FIELDS["image"] reads its ``.url``).
+    image = models.FileField(_("image"), upload_to="products/", blank=True)
     created = models.DateTimeField(_("created"), auto_now_add=True)
 
     class Meta:

@@ -47,10 +47,23 @@ def test_user_gets_own_list(api, shelf, alice, publish):
     assert data["count"] == 2 and data["next"] is None and data["previous"] is None
     assert data["results"][0] == {
         "item": shelf[4].pk, "title": "Mug 4", "price": "9.00", "url": f"/product/{shelf[4].pk}/",
-        "score": 0.9, "reason": "Because you viewed Red Spotty Mug", "algorithm": "hybrid",
+        "image": "", "score": 0.9, "reason": "Because you viewed Red Spotty Mug", "algorithm": "hybrid",
         "because": shelf[0].pk,
     }
     assert data["results"][1]["because"] is None
+
+
+def test_results_carry_the_item_image_url(api, shelf, alice, publish, settings):
+    shelf[4].image.name = "products/mug-4.png"   # a stored file: the field gives its URL
+    shelf[4].save()
+    publish("for_user", "hybrid", {alice: ranked([shelf[4], shelf[8]])})
+    api.force_login(alice)
+    results = api.get(URL).json()["results"]
+    assert [r["image"] for r in results] == ["/media/products/mug-4.png", ""]
+    settings.RECOMMENDER = {**settings.RECOMMENDER,
+                            "ITEM_FIELDS": {**settings.RECOMMENDER["ITEM_FIELDS"], "image": "title"}}
+    shelf[4].save()   # a field holding a URL (here: any text) is used as it is
+    assert api.get(URL).json()["results"][0]["image"] == "Mug 4"
 
 
 def test_anonymous_gets_session_fallback(api, shelf, publish):

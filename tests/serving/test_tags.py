@@ -38,6 +38,16 @@ def test_recommended_for_you_block(shelf, alice, publish):
     assert "recommender/placeholder.svg" in html
 
 
+def test_cards_show_the_item_image_or_the_placeholder(shelf, alice, publish):
+    shelf[4].image.name = "products/mug-4.png"
+    shelf[4].save()
+    publish("for_user", "hybrid", {alice: ranked([shelf[4], shelf[8]])})
+    html, _request = render("{% recommended_for_you n=2 %}", user=alice)
+    images = re.findall(r'<img src="([^"]+)"', html)
+    assert images[0] == "/media/products/mug-4.png"     # MEDIA_URL + the file's name
+    assert images[1].endswith("recommender/placeholder.svg")
+
+
 def test_each_link_names_its_algorithm(shelf, alice, publish):
     publish("for_user", "hybrid", {alice: ranked([shelf[4]])})
     publish("trending", "trending", {0: ranked([shelf[9]])})
