@@ -2,28 +2,26 @@
 
 Nothing here loads a model or imports the engine: every function reads the lists
 that the refresh task published (:mod:`recommender.served`), from the cache, and
-fetches the chosen items in one query that also applies the availability and
-category filters. See docs/serving.md.
+hands them to :class:`recommender.candidates.Pipeline`, which fetches the chosen items
+in one query (or from the item cache) and applies the availability and category
+filters. See docs/serving.md.
 """
 
-import hashlib
 import json
 import time
-from dataclasses import dataclass
 
 from django.contrib.auth.signals import user_logged_in
 from django.db.models import Q
 from django.db.models.signals import post_delete, post_save
-from django.utils.functional import cached_property
-from django.utils.translation import gettext as _
 
 from recommender import served
+from recommender.candidates import ITEMS_TOKEN_KEY, Pipeline, Recommendation, Recommendations
 from recommender.conf import rec_settings
 from recommender.models import Interaction, ServedList
 
 __all__ = [
     "Recommendation", "Recommendations", "as_list", "recommend_for", "similar_items", "bought_together", "trending",
-    "read_lists", "user_facts", "touch_items", "touch_user", "connect",
+    "read_lists", "user_facts", "touch_items", "touch_user", "connect", "ITEMS_TOKEN_KEY",
 ]
 
 #: Recent history used by the session fallback: rows read, distinct items kept.
@@ -35,8 +33,6 @@ HISTORY_DECAY = 0.85
 NEGATIVE_TIMEOUT = 300
 _NO_LIST = b"null"  # ``served.read`` decodes it to None as well
 
-ITEMS_TOKEN_KEY = "recommender:serving:items"
-
 
 def user_token_key(user_pk):
     return f"recommender:serving:user:{user_pk}"
@@ -44,46 +40,6 @@ def user_token_key(user_pk):
 
 def _user_facts_key(user_pk):
     return f"recommender:serving:user-facts:{user_pk}"
-
-
-@dataclass(frozen=True, slots=True)
-class Recommendation:
-    """One recommended item, its score in its list, why it is shown and which algorithm chose it."""
-
-    item: object
-    score: float
-    reason: str
-    algorithm: str
-    because: object = None
-    kind: str = ""  # "for_user", "history", "similar", "bought_together", "trending", "popular"
-
-    @property
-    def title(self):
-        return _item_title(self.item)
-
-    @property
-    def price(self):
-        field = rec_settings.item_field("price")
-        return getattr(self.item, field, None) if field else None
-
-    @property
-    def url(self):
-        get_url = getattr(self.item, "get_absolute_url", None)
-        return get_url() if get_url else ""
-
-    @property
-    def image_url(self):
-        """URL of the item's picture (the ``image`` item field), or "" when it has none."""
-        field = rec_settings.item_field("image")
-        value = getattr(self.item, field, None) if field else None
-        if not value:  # None, "" or an empty FieldFile
-            return ""
-        return getattr(value, "url", None) or str(value)
-
-
-def _item_title(item):
-    field = rec_settings.item_field("title")
-    return str(getattr(item, field, "") if field else item)
 
 
 # Reading lists ------------------------------------------------------------------
@@ -221,217 +177,6 @@ def recent_history(user=None, session_key=""):
     return recent, bought
 
 
-# Candidates, filters and reasons -----------------------------------------------------
-
-
-class Recommendations(list):
-    """A list of :class:`Recommendation`, with how it was made.
-
-    ``sources_read``: how many candidate sources were read; ``skipped``: the keys of
-    candidates passed over because they were excluded (before the list was full).
-    :mod:`recommender.block_cache` uses both to tell whether a block can be reused.
-    """
-
-    sources_read = 0
-
-    def __init__(self, *args):
-        super().__init__(*args)
-        self.skipped = set()
-
-
-class _Pipeline:
-    """Walks candidate sources in order and keeps the first ``n`` items that pass the rules.
-
-    A source is a callable ``source(pipeline) -> [(pk, score, because_pk, why, algorithm, only_category)]``;
-    sources after the first are read only when the ones before fall short. Candidates
-    are fetched in one query per pass (usually one in all).
-    """
-
-    def __init__(self, n, exclude=(), category=None, bought=(), known=()):
-        self.n = max(0, int(n))
-        self.model = rec_settings.item_model()
-        self.to_pk = self.model._meta.pk.to_python
-        self.excluded = {self.to_pk(getattr(x, "pk", x)) for x in exclude}
-        self.bought = set(bought)
-        self.known = {obj.pk: obj for obj in known}
-        self.category = _category_value(category)
-        if self.category is not None and self.category_field is not None and self.category_field.is_relation:
-            self.category = self.category_field.target_field.to_python(self.category)  # "3" -> 3
-
-    @cached_property
-    def category_field(self):
-        name = rec_settings.item_field("category")
-        return self.model._meta.get_field(name) if name else None
-
-    def run(self, sources):
-        results, chosen = Recommendations(), set()
-        pending = list(sources)
-        queue = []  # candidates read from sources, not yet fetched
-        while len(results) < self.n and (queue or pending):
-            # Fetch a window a little larger than what is missing (filters rarely drop
-            # more than a few); fetch again if they did. Read the next source only when
-            # the queue runs short.
-            missing = self.n - len(results)
-            window = missing + max(4, missing // 2)
-            while pending and len(queue) < missing:
-                queue.extend(pending.pop(0)(self))
-                results.sources_read += 1
-            pool, pooled = [], set()
-            while queue and len(pool) < window:
-                candidate = queue.pop(0)
-                pk = self.to_pk(candidate[0])
-                if pk in self.excluded:
-                    results.skipped.add(pk)
-                    continue
-                if pk in chosen or pk in pooled:
-                    continue
-                pooled.add(pk)
-                pool.append((pk, *candidate[1:]))
-            if not pool:
-                continue
-            objects = self._fetch(pool)
-            for pk, score, because_pk, why, algorithm, only_category in pool:
-                obj = objects.get(pk)
-                if pk in self.excluded:
-                    results.skipped.add(pk)
-                    continue
-                if obj is None or not self._eligible(obj, only_category):
-                    continue
-                because = None
-                if because_pk is not None:
-                    because_pk = self.to_pk(because_pk)
-                    because = self.known.get(because_pk) or objects.get(because_pk)
-                results.append(Recommendation(obj, score, self._reason(why, obj, because), algorithm,
-                                              because, why))
-                chosen.add(pk)
-                if len(results) >= self.n:
-                    break
-        return results
-
-    def _fetch(self, pool):
-        """The pool's items plus the items named in reasons: from the item cache, else one query.
-
-        Items come back whether or not they pass the filters; ``run`` checks them
-        (``_eligible``), as it does for the items named in reasons.
-        """
-        reasons = {self.to_pk(c[2]) for c in pool if c[2] is not None} - set(self.known)
-        if rec_settings.ITEM_CACHE_TIMEOUT:
-            return _cached_items(self, {c[0] for c in pool} | reasons)
-        return self._query(pool, reasons)
-
-    def _query(self, pool, reasons):
-        """The pool's items that pass the filters, plus the items named in reasons: one query."""
-        available = rec_settings.item_field("available")
-        condition = Q(pk__in=[c[0] for c in pool])
-        if available:
-            condition &= Q(**{available: True})
-        if self.category is not None and self.category_field is not None:
-            condition &= Q(**{self.category_field.attname: self.category})
-        if reasons:
-            condition |= Q(pk__in=reasons)
-        return {obj.pk: obj for obj in self._queryset(condition)}
-
-    def _queryset(self, condition):
-        queryset = self.model._default_manager.filter(condition)
-        long_text = [name for name in rec_settings.item_field("text") or [] if name]
-        if long_text:  # descriptions are not shown in a block: do not transfer them
-            queryset = queryset.defer(*long_text)
-        if self.category_field is not None and self.category_field.many_to_one:
-            queryset = queryset.select_related(self.category_field.name)
-        return queryset
-
-    def _eligible(self, obj, only_category):
-        # the query may also return items named in reasons: check the rules again here
-        available = rec_settings.item_field("available")
-        if available and not getattr(obj, available):
-            return False
-        if self.category_field is not None:
-            value = getattr(obj, self.category_field.attname)
-            if self.category is not None and value != self.category:
-                return False
-            if only_category is not None and value != only_category:
-                return False
-        return True
-
-    def _reason(self, why, item, because):
-        if why in ("for_user", "history"):
-            if because is None:
-                return _("Recommended for you")
-            if because.pk in self.bought:
-                return _("Because you bought %(title)s") % {"title": _item_title(because)}
-            return _("Because you viewed %(title)s") % {"title": _item_title(because)}
-        if why == "similar" and because is not None:
-            return _("Similar to %(title)s") % {"title": _item_title(because)}
-        if why == "bought_together" and because is not None:
-            return _("Customers who bought %(title)s also bought this") % {"title": _item_title(because)}
-        if why == "popular":
-            category = self._category_name(item)
-            if category:
-                return _("Popular in %(category)s") % {"category": category}
-            return _("Popular right now")
-        return _("Trending now")
-
-    def _category_name(self, item):
-        field = self.category_field
-        if field is None:
-            return ""
-        value = getattr(item, field.name, None)
-        return str(value) if value is not None else ""
-
-
-# Item cache -----------------------------------------------------------------------------
-#
-# Blocks and API responses show a handful of items; rendering one that is not stored yet
-# fetched them with a query (about 0.7 ms on PostgreSQL). Items are cached as model
-# instances (pickled by the cache), each stored with the items token it was read under:
-# any item's save or delete (``touch_items``) retires them all. The key names the model's
-# fields, so a deploy that changes the model never reads an older layout.
-
-_ITEM_PREFIXES = {}
-
-
-def _item_prefix(model):
-    prefix = _ITEM_PREFIXES.get(model)
-    if prefix is None:
-        fields = ",".join(f.attname for f in model._meta.concrete_fields)
-        layout = f"{model._meta.label}|{fields}|{rec_settings.item_field('text')}|{rec_settings.item_field('category')}"
-        digest = hashlib.blake2b(layout.encode(), digest_size=6).hexdigest()
-        prefix = _ITEM_PREFIXES[model] = f"recommender:item:{digest}:"
-    return prefix
-
-
-def _cached_items(pipeline, pks):
-    """``{pk: item}`` of ``pks`` (unavailable ones included): one MGET, one query for misses."""
-    if not pks:
-        return {}
-    prefix = _item_prefix(pipeline.model)
-    keys = {pk: f"{prefix}{pk}" for pk in pks}
-    found = served.get_many([ITEMS_TOKEN_KEY, *keys.values()])
-    token = found.get(ITEMS_TOKEN_KEY)
-    objects, missing = {}, []
-    for pk, key in keys.items():
-        entry = found.get(key)
-        if entry is not None and entry[0] == token:
-            if entry[1] is not None:
-                objects[pk] = entry[1]
-        else:
-            missing.append(pk)
-    if missing:
-        fresh = {obj.pk: obj for obj in pipeline._queryset(Q(pk__in=missing))}
-        objects.update(fresh)
-        # deleted items are remembered as None, so they cost no query either
-        served.get_cache().set_many({keys[pk]: (token, fresh.get(pk)) for pk in missing},
-                                    timeout=rec_settings.ITEM_CACHE_TIMEOUT)
-    return objects
-
-
-def _category_value(category):
-    """A category instance, key or raw value as the value stored on items (or None)."""
-    if category is None or category == "":
-        return None
-    return getattr(category, "pk", category)
-
-
 def _list_source(kind, algorithm, subject, why, only_category=None):
     """One precomputed list; the reason names the list's own ``because`` (for_user) or its subject."""
     def source(pipeline):
@@ -507,7 +252,7 @@ def recommend_for(request_or_user, n=10, algorithm=None, category=None, exclude=
     if user is not None or session_key:
         sources.append(_history_source(user, session_key))
     sources += _fallback_sources()
-    pipeline = _Pipeline(n, exclude=set(exclude) | facts.excluded, category=category, bought=facts.bought)
+    pipeline = Pipeline(n, exclude=set(exclude) | facts.excluded, category=category, bought=facts.bought)
     return pipeline.run(sources)
 
 
@@ -522,7 +267,7 @@ def similar_items(item, n=10, algorithm=None, request=None, category=None, exclu
         own = item._meta.get_field(category_field)
         sources.append(_list_source("popular", rec_settings.POPULAR_ALGORITHM, 0, "popular",
                                     only_category=getattr(item, own.attname)))
-    pipeline = _Pipeline(n, exclude={item.pk, *exclude} | facts.excluded, category=category,
+    pipeline = Pipeline(n, exclude={item.pk, *exclude} | facts.excluded, category=category,
                          bought=facts.bought, known=[item])
     return pipeline.run(sources)
 
@@ -538,7 +283,7 @@ def bought_together(items, n=10, algorithm=None, request=None, category=None, ex
     _request, user, _session = _visitor(request)
     facts = user_facts(user, request)
     sources = [_union_source("bought_together", algorithm, pks, "bought_together")]
-    pipeline = _Pipeline(n, exclude={*pks, *exclude} | facts.excluded, category=category,
+    pipeline = Pipeline(n, exclude={*pks, *exclude} | facts.excluded, category=category,
                          bought=facts.bought, known=instances)
     return pipeline.run(sources)
 
@@ -550,7 +295,7 @@ def trending(n=10, category=None, request=None, exclude=(), algorithm=None):
     sources = _fallback_sources()
     if algorithm:
         sources[0] = _list_source("trending", algorithm, 0, "trending")
-    pipeline = _Pipeline(n, exclude=set(exclude) | facts.excluded, category=category, bought=facts.bought)
+    pipeline = Pipeline(n, exclude=set(exclude) | facts.excluded, category=category, bought=facts.bought)
     return pipeline.run(sources)
 
 

@@ -7,7 +7,7 @@ from django.test import RequestFactory
 from django.test.utils import CaptureQueriesContext
 
 import recommender
-from recommender import serving
+from recommender import candidates, serving
 from tests.serving.conftest import ranked
 
 pytestmark = pytest.mark.django_db
@@ -249,7 +249,7 @@ def test_trending_by_category(shelf, publish):
 
 
 def test_reasons_go_through_gettext(shelf, alice, publish, monkeypatch):
-    monkeypatch.setattr(serving, "_", lambda text: "«" + text + "»")
+    monkeypatch.setattr(candidates, "_", lambda text: "«" + text + "»")
     recommender.track(alice, shelf[0], "view")
     publish("for_user", "hybrid", {alice: [(shelf[4], 0.9, shelf[0])]})
     publish("trending", "trending", {0: ranked([shelf[8]])})
