@@ -18,9 +18,8 @@ from __future__ import annotations
 from numbers import Integral, Real
 
 import numpy as np
-import scipy.sparse as sp
 
-from recommender.engine._sparse import blockwise_topk, column_norms, cosine_neighbours, safe_inverse
+from recommender.engine._sparse import column_norms, cosine_neighbours, gram_topk, safe_inverse
 from recommender.engine.base import RecommenderBase, check_param
 
 __all__ = ["Cooccurrence", "ItemKNN", "ItemItemRecommender"]
@@ -76,15 +75,12 @@ class ItemKNN(ItemItemRecommender):
             self.similarity_ = cosine_neighbours(X, self.k)
             return
         norms = column_norms(X)
-        # both operands CSR once, so no block converts the whole matrix again
-        Xc = sp.csr_matrix(X)
-        XT = sp.csr_matrix(Xc.T)
+        shrinkage = self.shrinkage
 
-        def compute(start, stop):
-            dots = (XT[start:stop] @ Xc).toarray()
-            denom = np.outer(norms[start:stop], norms) + self.shrinkage
-            return dots * safe_inverse(denom)
-        self.similarity_ = blockwise_topk(compute, self.n_items_, self.n_items_, self.k)
+        def shrunk_cosine(rows, cols, dots):
+            # only the non-zero dot products of a block: a zero stays zero whatever the norms
+            return dots * safe_inverse(norms[rows] * norms[cols] + shrinkage)
+        self.similarity_ = gram_topk(X, self.k, shrunk_cosine)
 
 
 class Cooccurrence(ItemItemRecommender):
@@ -116,26 +112,23 @@ class Cooccurrence(ItemItemRecommender):
         B = X.copy()
         B.data = (B.data > 0).astype(np.float32)
         B.eliminate_zeros()
-        BT = sp.csr_matrix(B.T)
-        Bc = sp.csr_matrix(B)
         counts = np.asarray(B.sum(axis=0), dtype=np.float64).ravel()
         n_users = max(self.n_users_, 1)
-        kind = self.similarity
+        kind, min_count = self.similarity, self.min_count
 
-        def compute(start, stop):
-            # normalise only the non-zero co-counts of this block of items
-            C = (BT[start:stop] @ Bc).tocoo()
-            r, c, v = C.row, C.col, C.data.astype(np.float64)
-            v[v < self.min_count] = 0.0
-            ci, cj = counts[start + r], counts[c]
+        def normalise(rows, cols, co_counts):
+            # only the pairs of a block that co-occur at all; float64 like the item counts
+            v = co_counts.astype(np.float64)
+            v[v < min_count] = 0.0
+            ci, cj = counts[rows], counts[cols]
             if kind == "jaccard":
-                v = v * safe_inverse(ci + cj - v)
-            elif kind == "cosine":
-                v = v * safe_inverse(np.sqrt(ci * cj))
-            elif kind == "lift":
-                v = v * n_users * safe_inverse(ci * cj)
-            elif kind == "conditional":
-                v = v * safe_inverse(ci)
-            return sp.csr_matrix((v, (r, c)), shape=C.shape)
+                return v * safe_inverse(ci + cj - v)
+            if kind == "cosine":
+                return v * safe_inverse(np.sqrt(ci * cj))
+            if kind == "lift":
+                return v * n_users * safe_inverse(ci * cj)
+            if kind == "conditional":
+                return v * safe_inverse(ci)
+            return v
 
-        self.similarity_ = blockwise_topk(compute, self.n_items_, self.n_items_, self.k)
+        self.similarity_ = gram_topk(B, self.k, normalise)
