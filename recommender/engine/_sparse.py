@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import scipy.sparse as sp
 
-from recommender.engine.base import MAX_BLOCK_CELLS
+from recommender.engine.base import MAX_BLOCK_CELLS, cpu_count
 
 #: Non-zeros of the similarity matrix in flight at a time (over all threads' blocks).
 #: Each one costs several arrays (value, column, row, float64 temporaries of the
@@ -156,11 +155,6 @@ def topk_csr_rows(S: sp.csr_matrix, k: int, chunks_per_k: int = 4) -> sp.csr_mat
     return _keep_entries(S, keep)
 
 
-def _cpu_count() -> int:
-    """CPUs this process may run on."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
 def blockwise_topk(compute: Callable[[int, int], np.ndarray | sp.spmatrix], n_rows: int,
                    n_cols: int, k: int, exclude_diagonal: bool = True,
                    row_nnz: np.ndarray | None = None, block_nnz: int = BLOCK_NNZ,
@@ -179,7 +173,7 @@ def blockwise_topk(compute: Callable[[int, int], np.ndarray | sp.spmatrix], n_ro
     """
     if row_nnz is None:
         row_nnz = np.full(n_rows, n_cols, dtype=np.int64)
-    threads = threads or _cpu_count()
+    threads = threads or cpu_count()
 
     def block_topk(rows):
         start, stop = rows

@@ -36,6 +36,11 @@ __all__ = ["NotFittedError", "RecommenderBase", "check_interactions", "check_par
 MAX_BLOCK_CELLS = 8_000_000
 
 
+def cpu_count() -> int:
+    """CPUs this process may run on: the worker threads of the engines' block loops."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 class NotFittedError(ValueError, AttributeError):
     """Raised when an engine is used before :meth:`RecommenderBase.fit`."""
 
