@@ -11,7 +11,7 @@ import traceback
 from datetime import timedelta
 
 import numpy as np
-from django.db import IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -98,13 +98,22 @@ class _Progress:
         from django.db import connection
 
         while not self._stop.wait(self.interval):
-            TrainingRun.objects.filter(pk=self.run_id, status=Status.RUNNING).update(heartbeat=timezone.now())
+            self._write(heartbeat=timezone.now())
         connection.close()
 
     def __call__(self, fraction, message=""):
-        TrainingRun.objects.filter(pk=self.run_id).update(
-            progress=round(min(max(fraction, 0.0), 1.0), 4), progress_message=message[:200],
-            heartbeat=timezone.now())
+        self._write(progress=round(min(max(fraction, 0.0), 1.0), 4), progress_message=message[:200],
+                    heartbeat=timezone.now())
+
+    def _write(self, **fields):
+        """Update the running row; a failed write (a locked SQLite file, a dropped
+        connection) is logged and skipped: the next beat or progress call writes again,
+        and neither the heartbeat thread nor the training stops for it."""
+        try:
+            TrainingRun.objects.filter(pk=self.run_id, status=Status.RUNNING).update(**fields)
+        except DatabaseError as exc:
+            log.warning("Training run #%s: progress not saved (%s); retrying at the next update.",
+                        self.run_id, exc)
 
 
 def fail_stale_runs():

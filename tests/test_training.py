@@ -1,6 +1,7 @@
 """Training runs: statuses, gate, rollback, lock, stale runs, atomic artifacts, served lists."""
 
 import datetime as dt
+import time
 from pathlib import Path
 
 import pytest
@@ -238,3 +239,37 @@ def test_deep_model_reports_each_epoch(settings_for, history,
     assert run.status == Status.SUCCEEDED, run.error
     assert any(m.startswith("epoch 1/") for m in messages)  # live progress per epoch
     assert (Path(run.artifact_path) / "model").is_dir()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_heartbeat_and_progress_survive_a_failed_write(settings_for, monkeypatch, caplog):
+    """A locked SQLite file (seen in CI) must not stop the heartbeat thread or the training."""
+    from django.db import OperationalError
+    from django.db.models import QuerySet
+
+    settings_for(STALE_RUN_SECONDS=2)   # a beat every 0.5 s
+    run = run_of("slow", status=Status.RUNNING, started=timezone.now(),
+                 heartbeat=timezone.now() - dt.timedelta(minutes=5))
+    real_update, failures = QuerySet.update, []
+
+    def update(self, **fields):
+        if self.model is TrainingRun and len(failures) < 2:
+            failures.append(fields)
+            raise OperationalError("database table is locked")
+        return real_update(self, **fields)
+
+    monkeypatch.setattr(QuerySet, "update", update)
+    with services._Progress(run.pk) as progress:
+        progress(0.3, "epoch 1/3")                  # fails: logged, training goes on
+        deadline = time.time() + 5
+        while time.time() < deadline:
+            run.refresh_from_db()
+            if run.heartbeat > timezone.now() - dt.timedelta(seconds=30):
+                break
+            time.sleep(0.1)
+        progress(0.6, "epoch 2/3")
+    run.refresh_from_db()
+    assert len(failures) == 2                       # the progress call and the first beat
+    assert run.heartbeat > timezone.now() - dt.timedelta(seconds=30)   # a later beat wrote
+    assert (run.progress, run.progress_message) == (0.6, "epoch 2/3")
+    assert "progress not saved" in caplog.text
