@@ -36,6 +36,7 @@ def sent(monkeypatch):
 def test_changelist_shows_status_progress_and_metrics(admin_client, runs):
     page = admin_client.get(reverse("admin:recommender_trainingrun_changelist")).content.decode()
     assert f'data-run="{runs[2].pk}"' in page and 'value="40"' in page and "epoch 2/5" in page
+    assert f'data-run="{runs[3].pk}"' not in page      # a finished run shows no progress bar
     assert "0.0900" in page and "rec-failed" in page
     assert "Train now" in page and "Metrics chart" in page
 
