@@ -160,10 +160,13 @@ def test_admin_training_runs_in_chinese(admin_client):
     running = TrainingRun.objects.create(algorithm="ease", status=TrainingRun.Status.RUNNING, progress=0.4,
                                          progress_message="epoch 2/5")
     page = admin_client.get(reverse("admin:recommender_trainingrun_changelist"), **ZH).content.decode()
-    for text in ("训练记录", "立即训练", "指标图表", "成功", "运行中", "已完成", "第 2/5 轮",
+    for text in ("训练记录", "立即训练", "指标图表", "成功", "运行中", "第 2/5 轮",
                  "已启用", "耗时"):
         assert text in page, text
     assert "Train now" not in page
+    # a finished run's progress message ("done") is shown on its page, translated
+    detail = admin_client.get(reverse("admin:recommender_trainingrun_change", args=[done.pk]), **ZH)
+    assert "已完成" in detail.content.decode()
 
     progress = reverse("admin:recommender_trainingrun_progress")
     data = admin_client.get(progress, {"ids": running.pk}, **ZH).json()
