@@ -119,8 +119,8 @@ class NearCache:
         if self._sock is not None or not self._warned:  # once per outage, not once a second
             logger.warning("near cache off (%s); reading from Redis until tracking is back", reason)
             self._warned = True
+        self.clear()  # before the socket goes: whoever sees no socket sees nothing kept
         self._close()
-        self.clear()
         self._retry_at = time.monotonic() + RETRY_SECONDS
 
     def _ready(self):
@@ -275,7 +275,8 @@ class NearCache:
             self._data.clear()
 
     def __len__(self):
-        return len(self._data)
+        with self._lock:
+            return len(self._data)
 
     @property
     def active(self):
