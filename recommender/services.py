@@ -109,9 +109,14 @@ class _Progress:
         """Update the running row; a failed write (a locked SQLite file, a dropped
         connection) is logged and skipped: the next beat or progress call writes again,
         and neither the heartbeat thread nor the training stops for it."""
+        from django.db import connection
+
         try:
             TrainingRun.objects.filter(pk=self.run_id, status=Status.RUNNING).update(**fields)
         except DatabaseError as exc:
+            if connection.in_atomic_block:
+                raise  # the caller's transaction is broken: it must not carry on unaware
+            connection.close_if_unusable_or_obsolete()  # a dropped connection: a new one next time
             log.warning("Training run #%s: progress not saved (%s); retrying at the next update.",
                         self.run_id, exc)
 

@@ -273,3 +273,20 @@ def test_heartbeat_and_progress_survive_a_failed_write(settings_for, monkeypatch
     assert run.heartbeat > timezone.now() - dt.timedelta(seconds=30)   # a later beat wrote
     assert (run.progress, run.progress_message) == (0.6, "epoch 2/3")
     assert "progress not saved" in caplog.text
+
+
+@pytest.mark.django_db
+def test_a_failed_progress_write_inside_a_transaction_is_raised(settings_for, monkeypatch):
+    """Swallowing it would leave the caller's transaction broken without telling it."""
+    from django.db import OperationalError, transaction
+    from django.db.models import QuerySet
+
+    run = run_of("slow", status=Status.RUNNING, started=timezone.now(), heartbeat=timezone.now())
+
+    def update(self, **fields):
+        raise OperationalError("database table is locked")
+
+    monkeypatch.setattr(QuerySet, "update", update)
+    progress = services._Progress(run.pk)
+    with pytest.raises(OperationalError), transaction.atomic():
+        progress(0.3, "epoch 1/3")

@@ -4,6 +4,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import models
+from django.templatetags.static import static
 from django.urls import reverse
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
@@ -55,6 +56,11 @@ class Product(models.Model):
 
     def get_absolute_url(self):
         return reverse("shop:product", args=[self.pk])
+
+    @property
+    def image_src(self):
+        """The picture's URL, or the shop's placeholder when the product has none."""
+        return self.image.url if self.image else static("shop/placeholder.svg")
 
 
 class Order(models.Model):

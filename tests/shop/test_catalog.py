@@ -132,6 +132,17 @@ def test_product_page(client, catalog):
 
 
 @pytest.mark.django_db
+def test_product_pictures_or_the_placeholder(client, catalog):
+    mug = catalog[0]
+    assert 'src="/static/shop/placeholder.svg" alt="No photo available"' in client.get(
+        mug.get_absolute_url()).content.decode()
+    mug.image.name = "products/mug.png"
+    mug.save()
+    assert f'src="/media/products/mug.png" alt="{mug.title}"' in client.get(
+        mug.get_absolute_url()).content.decode()
+
+
+@pytest.mark.django_db
 def test_product_links_record_clicks_with_context(client, catalog):
     content = client.get(reverse("shop:home")).content.decode()
     assert f'data-rec-click="{catalog[0].pk}" data-rec-context="home"' in content
