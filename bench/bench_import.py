@@ -45,8 +45,8 @@ def main():
     from _django import make_catalog, setup
 
     var = setup(args.backend)
-    from recommender.importer import import_rows, open_text, read_csv
     from recommender.models import Interaction
+    from recommender.tracking.importer import import_rows, open_text, read_csv
 
     items, users = make_catalog(10_000, 100_000)
     stock_codes = [f"S{i}" for i in range(len(items))]

@@ -3,7 +3,7 @@
     .venv/bin/python bench/bench_scale.py --users 1000000 --items 100000 --interactions 10000000
 
 Fills a fresh database with SQL (generate_series; items drawn with a power law), then
-measures: streaming the interactions into the CSR matrix (recommender.dataset), fitting
+measures: streaming the interactions into the CSR matrix (recommender.training.dataset), fitting
 the engines named by --algorithms, and the refresh of served lists per chunk of users.
 Peak memory is the process's max RSS after each step.
 """
@@ -63,8 +63,8 @@ def main():
     from _django import setup
 
     setup("postgresql", fresh=not args.reuse)
-    from recommender.dataset import load_interactions
     from recommender.engine import build_engine
+    from recommender.training.dataset import load_interactions
 
     t0 = time.perf_counter()
     if args.reuse:

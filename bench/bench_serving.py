@@ -43,7 +43,7 @@ def prepare(users, items, interactions, bench_users):
     from bench_scale import fill
     from django.contrib.auth import get_user_model
 
-    from recommender import served
+    from recommender.serving import published
     from shopdemo.shop.models import Product
 
     t0 = time.perf_counter()
@@ -56,11 +56,11 @@ def prepare(users, items, interactions, bench_users):
     def a_list(n=50):
         return [[pk, round(1 - i / 100, 3), rng.choice(item_pks)] for i, pk in enumerate(rng.sample(item_pks, n))]
 
-    served.publish("for_user", "hybrid", {u.pk: a_list() for u in people})
-    served.publish("trending", "trending", {0: a_list()})
-    served.publish("popular", "popular", {0: a_list()})
-    served.publish("similar", "itemknn", {pk: a_list() for pk in item_pks[:2000]})
-    served.publish("bought_together", "cooccurrence", {pk: a_list() for pk in item_pks[:2000]})
+    published.publish("for_user", "hybrid", {u.pk: a_list() for u in people})
+    published.publish("trending", "trending", {0: a_list()})
+    published.publish("popular", "popular", {0: a_list()})
+    published.publish("similar", "itemknn", {pk: a_list() for pk in item_pks[:2000]})
+    published.publish("bought_together", "cooccurrence", {pk: a_list() for pk in item_pks[:2000]})
     return people, item_pks[:2000]
 
 

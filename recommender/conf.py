@@ -59,7 +59,7 @@ DEFAULTS = {
     # None: "<MEDIA_ROOT>/recommender".
     "ARTIFACT_DIR": None,
     # Anonymous interactions older than this many days are purged by
-    # ``recommender.tasks.purge_anonymous`` (None keeps them forever).
+    # ``recommender.training.tasks.purge_anonymous`` (None keeps them forever).
     "ANONYMOUS_RETENTION_DAYS": 90,
     # Algorithms the site can train: name -> {"class": dotted path or engine name, "params": {...}}.
     # Missing params take the engine's defaults (docs/engine.md).
@@ -106,21 +106,25 @@ DEFAULTS = {
     # Cache alias and lifetime of served lists.
     "CACHE_ALIAS": "default",
     "CACHE_TIMEOUT": 24 * 3600,
+    # The request-path speed-ups of recommender.fastpath: stored API responses, the cached
+    # auth record, throttle counts kept in the process, stored blocks. False: every request
+    # takes the plain path (same answers, more work per request).
+    "FAST_PATH": True,
     # Seconds a logged-in user's auth record is cached, so the recommendations endpoint can
-    # check the session without querying the user (recommender.identity); None: off.
+    # check the session without querying the user (recommender.fastpath.identity); None: off.
     "AUTH_CACHE_TIMEOUT": 300,
     # Seconds a rendered recommendation block is reused while its lists and items are
-    # unchanged (recommender.block_cache); None: off.
+    # unchanged (recommender.fastpath.blocks); None: off.
     "BLOCK_CACHE_TIMEOUT": 3600,
     # Seconds the items shown by blocks and the API are cached as model instances, until
     # any item is saved or deleted (recommender.serving); None: one query per block.
     "ITEM_CACHE_TIMEOUT": 600,
     # Seconds between a process's background thread adding its fast-path throttle counts
-    # to Redis (one round trip; recommender.api.throttling.LocalCounts); 0 or None: count
+    # to Redis (one round trip; recommender.fastpath.throttle_counts); 0 or None: count
     # every request in Redis at once.
     "THROTTLE_SYNC_INTERVAL": 0.05,
     # Celery beat entries (crontab "minute hour day-of-month month day-of-week"; None: off),
-    # installed by ``recommender.schedules.beat_schedule()`` in the site's Celery app.
+    # installed by ``recommender.training.schedules.beat_schedule()`` in the site's Celery app.
     "SCHEDULE": {
         "train_all": "0 3 * * *",
         "refresh_all": "30 * * * *",

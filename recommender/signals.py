@@ -4,7 +4,7 @@ from django.contrib.auth.signals import user_logged_in
 
 
 def on_login(sender, request, user, **kwargs):
-    from recommender.tracking import merge_anonymous
+    from recommender.tracking.events import merge_anonymous
 
     if request is not None:
         merge_anonymous(request, user)
@@ -13,7 +13,8 @@ def on_login(sender, request, user, **kwargs):
 def connect():
     from django.contrib.auth import get_user_model
 
-    from recommender import identity, serving
+    from recommender import serving
+    from recommender.fastpath import identity
 
     user_logged_in.connect(
         on_login, sender=get_user_model(), dispatch_uid="recommender.merge_anonymous"

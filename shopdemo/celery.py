@@ -14,6 +14,6 @@ app.autodiscover_tasks()
 @app.on_after_configure.connect
 def _install_schedule(sender, **kwargs):
     # Django is ready by now: the recommender's beat entries come from its settings.
-    from recommender.schedules import beat_schedule
+    from recommender.training.schedules import beat_schedule
 
     sender.conf.beat_schedule = {**beat_schedule(), **(sender.conf.beat_schedule or {})}

@@ -87,7 +87,7 @@ if REDIS_URL:
     NEAR_CACHE = {"PREFIXES": ["recommender:", "django.contrib.sessions."]}
     if os.environ.get("SHOPDEMO_NEAR_CACHE", "1") == "0":
         NEAR_CACHE = None
-    CACHES = {"default": {"BACKEND": "recommender.cache.RedisCache", "LOCATION": REDIS_URL,
+    CACHES = {"default": {"BACKEND": "recommender.fastpath.redis_cache.RedisCache", "LOCATION": REDIS_URL,
                           "OPTIONS": {"NEAR_CACHE": NEAR_CACHE}}}
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}

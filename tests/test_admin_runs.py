@@ -27,8 +27,11 @@ def runs(db, tmp_path):
 @pytest.fixture
 def sent(monkeypatch):
     calls = []
-    monkeypatch.setattr("recommender.tasks.train_algorithm.apply_async", lambda args, queue: calls.append(args))
-    monkeypatch.setattr("recommender.tasks.refresh_lists.apply_async", lambda args, queue: calls.append(args))
+    def record(args, queue):
+        calls.append(args)
+
+    monkeypatch.setattr("recommender.training.tasks.train_algorithm.apply_async", record)
+    monkeypatch.setattr("recommender.training.tasks.refresh_lists.apply_async", record)
     return calls
 
 

@@ -7,7 +7,7 @@ import pytest
 from django.utils import timezone
 
 from recommender import track
-from recommender.dataset import load_interactions
+from recommender.training.dataset import load_interactions
 
 
 @pytest.mark.django_db

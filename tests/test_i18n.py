@@ -11,8 +11,9 @@ from django.core.cache import cache
 from django.urls import reverse
 from django.utils import translation
 
-from recommender import served, serving
+from recommender import serving
 from recommender.models import TrainingRun
+from recommender.serving import published
 
 ROOT = Path(__file__).resolve().parent.parent
 CATALOGS = [ROOT / "recommender" / "locale", ROOT / "shopdemo" / "shop" / "locale"]
@@ -112,8 +113,8 @@ def test_messages_in_chinese(client, catalog):
 @pytest.mark.django_db
 def test_blocks_render_chinese_titles_and_reasons(client, catalog):
     red, blue, bag = catalog[:3]
-    served.publish("similar", serving.rec_settings.SIMILAR_ALGORITHM, {red.pk: [[blue.pk, 0.9, None]]})
-    served.publish("bought_together", serving.rec_settings.BOUGHT_TOGETHER_ALGORITHM,
+    published.publish("similar", serving.rec_settings.SIMILAR_ALGORITHM, {red.pk: [[blue.pk, 0.9, None]]})
+    published.publish("bought_together", serving.rec_settings.BOUGHT_TOGETHER_ALGORITHM,
                    {red.pk: [[bag.pk, 0.8, None]]})
     page = client.get(red.get_absolute_url(), **ZH).content.decode()
     assert "相似商品" in page and "与“Red Spotty Mug”相似" in page
@@ -125,7 +126,7 @@ def test_blocks_render_chinese_titles_and_reasons(client, catalog):
 
 @pytest.mark.django_db
 def test_api_reasons_follow_the_language(client, catalog):
-    served.publish("trending", serving.rec_settings.TRENDING_ALGORITHM, {0: [[catalog[1].pk, 1.0, None]]})
+    published.publish("trending", serving.rec_settings.TRENDING_ALGORITHM, {0: [[catalog[1].pk, 1.0, None]]})
     url = reverse("recommender:recommendations")
     assert client.get(url, **ZH).json()["results"][0]["reason"] == "当下热门"
     assert client.get(url).json()["results"][0]["reason"] == "Trending now"

@@ -3,7 +3,7 @@
 import pytest
 from django.test import override_settings
 
-from recommender.schedules import beat_schedule, parse_crontab
+from recommender.training.schedules import beat_schedule, parse_crontab
 
 
 def test_default_schedule_routes_to_queues():

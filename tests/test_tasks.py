@@ -7,7 +7,7 @@ import pytest
 from django.utils import timezone
 
 from recommender.models import Interaction
-from recommender.tasks import purge_anonymous
+from recommender.training.tasks import purge_anonymous
 
 
 def _rows(catalog, alice):

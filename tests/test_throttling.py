@@ -58,10 +58,11 @@ def test_unlimited_scope_is_not_counted(redis_cache, catalog, alice):
 
 @pytest.mark.django_db
 def test_recommendations_fast_path_counts_in_the_same_round_trip(redis_cache, catalog, alice):
-    from recommender import served, serving
+    from recommender import serving
+    from recommender.serving import published
 
     serving.connect()
-    served.publish("for_user", "hybrid", {alice.pk: [[catalog[1].pk, 0.9, None], [catalog[2].pk, 0.8, None]]})
+    published.publish("for_user", "hybrid", {alice.pk: [[catalog[1].pk, 0.9, None], [catalog[2].pk, 0.8, None]]})
     api = APIClient()
     api.force_login(alice)
     rates = {"recommendations_user": "3/min"}

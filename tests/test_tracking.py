@@ -7,7 +7,7 @@ from django.urls import reverse
 
 import recommender
 from recommender.models import Interaction
-from recommender.tracking import TrackingError, track
+from recommender.tracking.events import TrackingError, track
 
 
 @pytest.mark.django_db

@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 from django.utils import timezone
 
-from recommender import artifacts, served, services
 from recommender.models import Interaction, ServedList, TrainingRun
-from recommender.refresh import plan, refresh_chunk
+from recommender.serving import published
+from recommender.training import artifacts, services
+from recommender.training.refresh import plan, refresh_chunk
 
 Status = TrainingRun.Status
 
@@ -60,7 +61,7 @@ def test_enqueue_sends_tasks_after_commit_and_does_not_queue_twice(settings_for,
                                                                    django_capture_on_commit_callbacks,
                                                                    monkeypatch):
     sent = []
-    monkeypatch.setattr("recommender.tasks.train_algorithm.apply_async",
+    monkeypatch.setattr("recommender.training.tasks.train_algorithm.apply_async",
                         lambda args, queue: sent.append((args, queue)))  # returns no task id
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         runs = services.enqueue_training(["popular", "itemknn"], requested_by="alice")
@@ -87,13 +88,13 @@ def test_run_succeeds_becomes_active_and_publishes_lists(settings_for, history, 
     assert run_id == run.pk
     written = sum(refresh_chunk("itemknn", run.pk, kind, a, b) for kind, a, b in chunks)
     assert written > 0
-    alice_list = served.read("for_user", "itemknn", history[0].pk)
+    alice_list = published.read("for_user", "itemknn", history[0].pk)
     inactive = catalog[3].pk
     assert alice_list is not None and inactive not in [i for i, *_ in alice_list]
     # items alice bought are never offered to her again
     bought = set(Interaction.objects.filter(user=history[0], event="purchase").values_list("item", flat=True))
     assert not bought & {i for i, *_ in alice_list}
-    similar = served.read("similar", "itemknn", catalog[0].pk)
+    similar = published.read("similar", "itemknn", catalog[0].pk)
     assert similar and all(because == catalog[0].pk for _i, _s, because in similar)
     assert ServedList.objects.filter(algorithm="itemknn", kind="for_user").count() == 6
 
@@ -166,8 +167,8 @@ def test_a_run_whose_worker_died_is_failed_and_releases_the_lock(settings_for, h
 
 @pytest.mark.django_db
 def test_artifact_write_is_atomic(settings_for, history, monkeypatch):
-    from recommender.dataset import load_interactions
     from recommender.engine.popular import Popular
+    from recommender.training.dataset import load_interactions
 
     data = load_interactions()
     model = Popular().fit(data.matrix)
@@ -195,7 +196,7 @@ def test_cleanup_keeps_recent_versions(settings_for, history):
 
 @pytest.mark.django_db
 def test_retrain_check_counts_new_interactions(settings_for, history, catalog, alice, monkeypatch):
-    from recommender.tasks import retrain_if_new_data
+    from recommender.training.tasks import retrain_if_new_data
 
     queued = []
     monkeypatch.setattr(services, "enqueue_training", lambda **kw: queued.append(kw) or [])
@@ -212,7 +213,7 @@ def test_retrain_check_counts_new_interactions(settings_for, history, catalog, a
 
 @pytest.mark.django_db
 def test_evaluate_reports_metrics_without_activating(settings_for, history):
-    from recommender.tasks import evaluate
+    from recommender.training.tasks import evaluate
 
     table = evaluate(["popular", "itemknn"], k=5)
     assert [row["algorithm"] for row in table] == ["popular", "itemknn"]
@@ -223,7 +224,7 @@ def test_evaluate_reports_metrics_without_activating(settings_for, history):
 @pytest.mark.django_db
 def test_deep_model_reports_each_epoch(settings_for, history,
                                                                              monkeypatch):
-    from recommender import services as svc
+    from recommender.training import services as svc
 
     settings_for(ALGORITHMS={"deep": {"class": "recommender.engine.deep.TwoTower", "params": {
         "embedding_dim": 8, "hidden_dim": 8, "content_dim": 4, "epochs": 3, "batch_size": 4,

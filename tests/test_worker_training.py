@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 from django.utils import timezone
 
-from recommender import served, services
 from recommender.models import Interaction, ServedList, TrainingRun
+from recommender.serving import published
+from recommender.training import services
 
 pytestmark = pytest.mark.services
 Status = TrainingRun.Status
@@ -68,7 +69,7 @@ def test_run_is_queued_trained_activated_and_lists_refreshed(celery_workers, ove
     # the activation queued a refresh: every shopper gets a served list
     wait_for(lambda: ServedList.objects.filter(algorithm="itemknn", kind="for_user").count() == 8,
              what="the served lists")
-    assert served.read("for_user", "itemknn", shoppers[0].pk) is not None
+    assert published.read("for_user", "itemknn", shoppers[0].pk) is not None
 
 
 def test_a_failing_training_keeps_the_old_version_serving(celery_workers, overrides, shoppers):
@@ -87,7 +88,7 @@ def test_a_failing_training_keeps_the_old_version_serving(celery_workers, overri
 
 def send(algorithm, **params):
     """Record a run with explicit parameters and send it, as enqueue_training does."""
-    from recommender.tasks import train_algorithm
+    from recommender.training.tasks import train_algorithm
 
     run = TrainingRun.objects.create(algorithm=algorithm, params=params)
     train_algorithm.apply_async(args=[run.pk], queue="recommender_training")
@@ -116,7 +117,7 @@ def test_sigkill_mid_training_leaves_old_version_and_no_half_artifact(celery_wor
     assert active.pk == old.pk and Path(active.artifact_path).is_dir()
     run_dirs = sorted(p.name for p in Path(overrides["ARTIFACT_DIR"], "slow").iterdir())
     assert run_dirs == [f"run-{old.pk}"]  # nothing of the killed run under a final name
-    from recommender import artifacts
+    from recommender.training import artifacts
 
     model, *_ = artifacts.load(active.artifact_path)  # the serving artifact is intact
     assert model is not None

@@ -25,7 +25,7 @@ class TrainingRunsView(ListAPIView):
     """GET: training runs, newest first (`?algorithm=`, `?status=` filter). POST: start a training.
 
     POST `{"algorithms": ["als", "itemknn"]}` queues one run per algorithm
-    (`recommender.services.enqueue_training`) and answers HTTP 202 with the runs.
+    (`recommender.training.services.enqueue_training`) and answers HTTP 202 with the runs.
     """
 
     permission_classes = [IsAdminUser]
@@ -44,7 +44,7 @@ class TrainingRunsView(ListAPIView):
     def post(self, request):
         serializer = StartTrainingSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        from recommender import services  # the training side: not imported on reads
+        from recommender.training import services  # the training side: not imported on reads
 
         runs = services.enqueue_training(serializer.validated_data["algorithms"],
                                          requested_by=request.user.get_username())

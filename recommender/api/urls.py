@@ -2,7 +2,8 @@
 
 from django.urls import path
 
-from recommender.api import recommendations, training, views
+from recommender.api import training, views
+from recommender.fastpath import views as recommendations
 
 urlpatterns = [
     path("events/", views.EventsView.as_view(), name="events"),

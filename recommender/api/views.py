@@ -15,7 +15,7 @@ from recommender.api.serializers import EventSerializer, InteractionSerializer
 from recommender.api.throttling import EventsAnonThrottle, EventsUserThrottle
 from recommender.conf import rec_settings
 from recommender.models import Interaction
-from recommender.tracking import visitor_of
+from recommender.tracking.events import visitor_of
 
 
 class CanTrack(BasePermission):

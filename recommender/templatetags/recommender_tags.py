@@ -9,8 +9,9 @@ from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 from django.utils.translation import gettext as _
 
-from recommender import block_cache, serving
+from recommender import serving
 from recommender.conf import rec_settings
+from recommender.fastpath import blocks
 
 register = template.Library()
 
@@ -54,7 +55,7 @@ def recommender_click(item, context=""):
 # Each block reads precomputed lists (recommender.serving): no model is loaded and the
 # items come from one query. A block renders nothing when there is nothing to show.
 # Rendered blocks are reused while their lists, items and options are unchanged
-# (recommender.block_cache; cache=False turns that off for one tag).
+# (recommender.fastpath.blocks; cache=False turns that off for one tag).
 # Items shown by one block are not repeated by the next blocks of the same page
 # (pass dedupe=False to allow it).
 
@@ -100,7 +101,7 @@ def _block(context, block, title, lists, compute, *, personal, n, category, excl
     or None when it cannot be stored. A ``personal`` block (the visitor's own list), or
     one rendered by a site's template, is stored per user; the others are shared by all
     visitors and reused for one only if none of its items is excluded for them (see
-    :mod:`recommender.block_cache`).
+    :mod:`recommender.fastpath.blocks`).
     """
     request = _request(context)
     excluded = _exclusions(request, exclude, dedupe)
@@ -108,7 +109,7 @@ def _block(context, block, title, lists, compute, *, personal, n, category, excl
     names = [template, BLOCK_TEMPLATE] if template else [BLOCK_TEMPLATE]
     selected = context.template.engine.select_template(names)
     spec = None
-    if cache and lists and block_cache.enabled():
+    if cache and lists and blocks.enabled():
         user = _user(request)
         to_pk = rec_settings.item_model()._meta.pk.to_python
         # what this visitor must not see, on top of what the block's own key covers
@@ -116,11 +117,11 @@ def _block(context, block, title, lists, compute, *, personal, n, category, excl
         if user is not None:
             dynamic |= serving.user_facts(user, request).excluded
         # A site's own template may show the visitor (request.user): stored per visitor.
-        per_user = personal or not block_cache.is_app_template(selected)
-        spec = block_cache.Spec(block, lists, user.pk if per_user and user is not None else None, [
-            n, getattr(category, "pk", category), str(title), names, block_cache.template_digest(selected),
+        per_user = personal or not blocks.is_app_template(selected)
+        spec = blocks.Spec(block, lists, user.pk if per_user and user is not None else None, [
+            n, getattr(category, "pk", category), str(title), names, blocks.template_digest(selected),
             str(currency), count], excluded=dynamic)
-        if block_cache.lookup(spec, to_pk):
+        if blocks.lookup(spec, to_pk):
             if dedupe:
                 shown.update(spec.shown)
             return mark_safe(spec.html)  # noqa: S308  (HTML rendered by the block template)
@@ -142,7 +143,7 @@ def _block(context, block, title, lists, compute, *, personal, n, category, excl
     html = selected.render(context.new(values))
     # stored only when made from its first source alone (the lists its digest covers)
     if spec is not None and recommendations and recommendations.sources_read == 1:
-        block_cache.store(spec, html, [rec.item.pk for rec in recommendations],
+        blocks.store(spec, html, [rec.item.pk for rec in recommendations],
                           exact=not dynamic.isdisjoint(recommendations.skipped))
     return html
 

@@ -11,8 +11,9 @@ import time
 import pytest
 from django.core.cache import cache
 
-from recommender import served, serving
+from recommender import serving
 from recommender.models import Interaction
+from recommender.serving import published
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -53,7 +54,7 @@ def test_customer_sees_a_personal_block_and_the_click_is_recorded(live_server, b
     serving.connect()
     customer = django_user_model.objects.create_user("customer17850", password="demo1234")
     red, blue, bag = catalog[:3]
-    served.publish("for_user", "hybrid", {customer.pk: [[bag.pk, 0.9, red.pk], [blue.pk, 0.8, red.pk]]})
+    published.publish("for_user", "hybrid", {customer.pk: [[bag.pk, 0.9, red.pk], [blue.pk, 0.8, red.pk]]})
     Interaction.objects.create(user=customer, item=red, event="view")
 
     page = browser.new_page()

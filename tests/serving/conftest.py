@@ -6,7 +6,8 @@ from decimal import Decimal
 import pytest
 from django.core.cache import cache
 
-from recommender import served, serving
+from recommender import serving
+from recommender.serving import published
 
 REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES") == "1"
 
@@ -45,7 +46,7 @@ def publish():
         def key(x):
             return getattr(x, "pk", x)
 
-        served.publish(kind, algorithm, {
+        published.publish(kind, algorithm, {
             key(subject): [[key(item), score, key(because) if because is not None else None]
                            for item, score, because in items]
             for subject, items in lists.items()
@@ -74,7 +75,7 @@ def redis_cache(settings):
         if REQUIRE_SERVICES:
             pytest.fail(f"Redis is not reachable at {url}")
         pytest.skip(f"needs Redis at {url}")
-    settings.CACHES = {"default": {"BACKEND": "recommender.cache.RedisCache", "LOCATION": url,
+    settings.CACHES = {"default": {"BACKEND": "recommender.fastpath.redis_cache.RedisCache", "LOCATION": url,
                                    "KEY_PREFIX": "rec-test"}}
     from django.core.cache import cache
 

@@ -253,10 +253,10 @@ def test_staff_starts_a_training(api, staff, monkeypatch):
         calls.append((algorithms, requested_by))
         return [TrainingRun.objects.create(algorithm=name, requested_by=requested_by) for name in algorithms]
 
-    fake = types.ModuleType("recommender.services")
+    fake = types.ModuleType("recommender.training.services")
     fake.enqueue_training = enqueue_training
-    monkeypatch.setitem(sys.modules, "recommender.services", fake)
-    import recommender as package
+    monkeypatch.setitem(sys.modules, "recommender.training.services", fake)
+    import recommender.training as package
 
     monkeypatch.setattr(package, "services", fake, raising=False)
     api.force_login(staff)

@@ -1,4 +1,4 @@
-"""The recommendations endpoint checks the session against a cached auth record (recommender.identity)."""
+"""The recommendations endpoint checks the session against a cached auth record (recommender.fastpath.identity)."""
 
 import pytest
 from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
@@ -7,7 +7,8 @@ from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
-from recommender import identity, served
+from recommender.fastpath import identity
+from recommender.serving import published
 from tests.serving.conftest import ranked
 
 pytestmark = pytest.mark.django_db
@@ -24,7 +25,7 @@ def _user_queries(queries):
 
 
 def _record(pk):
-    cache, client = served.backend()
+    cache, client = published.backend()
     return client.get(cache.make_key(identity.auth_key(pk)))
 
 
@@ -77,7 +78,7 @@ def test_password_change_and_deactivation_take_effect_at_once(redis_cache, lists
 
     client.force_login(alice)  # logging in saves last_login only: the record may come back
     assert _items(client.get(URL, {"limit": 2})) == [lists[4].pk, lists[5].pk]
-    served.backend()[1].delete(served.backend()[0].make_key(identity.auth_key(alice.pk)))
+    published.backend()[1].delete(published.backend()[0].make_key(identity.auth_key(alice.pk)))
     _items(client.get(URL, {"limit": 2}))
     assert _record(alice.pk) not in (None, b"-")
     alice.is_active = False

@@ -13,8 +13,8 @@ from django.contrib.auth import get_user_model
 from django.core.cache import cache
 from django.test import Client
 
-from recommender import served
-from recommender.api.throttling import LocalCounts
+from recommender.fastpath.throttle_counts import LocalCounts
+from recommender.serving import published
 
 pytestmark = pytest.mark.django_db
 
@@ -48,7 +48,7 @@ def _wait_for_invalidations(near, before, timeout=5.0):
 
 
 def _no_round_trips(monkeypatch):
-    client = served.backend()[1]
+    client = published.backend()[1]
 
     def refuse(*args, **kwargs):
         raise AssertionError("went to Redis")
@@ -129,10 +129,10 @@ def test_this_process_sees_its_own_writes_at_once(near, monkeypatch):
     assert cache.get("recommender:test:a") == 2
     cache.delete("recommender:test:a")
     assert cache.get("recommender:test:a") is None
-    served.set_raw("recommender:test:raw", b"one", 60)
-    assert served.mget_raw(["recommender:test:raw"]) == [b"one"]
-    served.set_raw("recommender:test:raw", b"two", 60)
-    assert served.mget_raw(["recommender:test:raw"]) == [b"two"]
+    published.set_raw("recommender:test:raw", b"one", 60)
+    assert published.mget_raw(["recommender:test:raw"]) == [b"one"]
+    published.set_raw("recommender:test:raw", b"two", 60)
+    assert published.mget_raw(["recommender:test:raw"]) == [b"two"]
 
 
 def test_entries_expire_with_their_redis_ttl(near, other):
@@ -146,7 +146,7 @@ def test_entries_expire_with_their_redis_ttl(near, other):
 def test_a_value_that_changed_while_it_was_read_is_not_kept(near, other, monkeypatch):
     key = cache.make_key("recommender:test:racy")
     other.set(key, _raw("v1"))
-    client = served.backend()[1]
+    client = published.backend()[1]
     real_pipeline = client.pipeline
 
     class WriteAfterRead:
@@ -319,7 +319,7 @@ def test_local_counts_are_kept_when_redis_fails(redis_cache, other, monkeypatch)
     key = cache.make_key("throttle-test:window")
     counts.count(key, 60, interval=3600)
     counts.count(key, 60, interval=3600)
-    client = served.backend()[1]
+    client = published.backend()[1]
 
     def down(*args, **kwargs):
         raise redis.ConnectionError("Redis is down")
@@ -359,7 +359,7 @@ def test_the_fast_path_counts_in_the_process_between_syncs(redis_cache, settings
     assert codes == [200, 200, 200, 200, 429, 429]
     # no request waited for Redis: the six are counted here until the next sync
     assert list(other.scan_iter("*throttle*recommendations_user*")) == []
-    from recommender.api.throttling import local_counts
+    from recommender.fastpath.throttle_counts import local_counts
 
     local_counts.sync()
     window = list(other.scan_iter("*throttle*recommendations_user*"))

@@ -27,18 +27,18 @@ connection.creation.create_test_db(verbosity=0)
 from decimal import Decimal
 from django.contrib.auth import get_user_model
 from django.test import Client
-from recommender import served
+from recommender.serving import published
 from shopdemo.shop.models import Category, Product
 
 cat = Category.objects.create(name="Mugs", slug="mugs")
 p = [Product.objects.create(stock_code=str(i), title=f"Mug {i}", category=cat, price=Decimal("2.50"))
      for i in range(6)]
 user = get_user_model().objects.create_user("alice", password="pw-alice-123")
-served.publish("for_user", "hybrid", {user.pk: [[p[1].pk, 0.9, p[0].pk], [p[2].pk, 0.8, None]]})
-served.publish("similar", "itemknn", {p[0].pk: [[p[3].pk, 0.5, None]]})
-served.publish("bought_together", "cooccurrence", {p[0].pk: [[p[4].pk, 0.5, None]]})
-served.publish("trending", "trending", {0: [[p[5].pk, 3.0, None]]})
-served.publish("popular", "popular", {0: [[p[5].pk, 9.0, None]]})
+published.publish("for_user", "hybrid", {user.pk: [[p[1].pk, 0.9, p[0].pk], [p[2].pk, 0.8, None]]})
+published.publish("similar", "itemknn", {p[0].pk: [[p[3].pk, 0.5, None]]})
+published.publish("bought_together", "cooccurrence", {p[0].pk: [[p[4].pk, 0.5, None]]})
+published.publish("trending", "trending", {0: [[p[5].pk, 3.0, None]]})
+published.publish("popular", "popular", {0: [[p[5].pk, 9.0, None]]})
 
 def heavy():
     return {m for m in sys.modules
@@ -76,8 +76,8 @@ def test_no_tensorflow_on_the_request_path():
 
 @pytest.mark.django_db
 def test_prerendered_responses_through_redis(redis_cache, shelf, alice, publish):
-    from recommender import served
-    from recommender.api import response_cache
+    from recommender.fastpath import responses
+    from recommender.serving import published
 
     publish("for_user", "hybrid", {alice: ranked(shelf[4:8])})
     api = APIClient()
@@ -87,9 +87,9 @@ def test_prerendered_responses_through_redis(redis_cache, shelf, alice, publish)
     assert [r["item"] for r in first.json()["results"]] == [shelf[4].pk, shelf[5].pk]
     with CaptureQueriesContext(connection) as queries:
         second = api.get(url, {"limit": 2})
-    assert second.content == response_cache.encode(first.json())
+    assert second.content == responses.encode(first.json())
     assert not [q for q in queries if "shop_product" in q["sql"] or "recommender_" in q["sql"]]
-    assert served._clients  # one redis-py client for the process
+    assert published._clients  # one redis-py client for the process
     publish("for_user", "hybrid", {alice: ranked(shelf[8:12])})
     assert [r["item"] for r in api.get(url, {"limit": 2}).json()["results"]] == [shelf[8].pk, shelf[9].pk]
     shelf[8].is_active = False
@@ -104,7 +104,7 @@ def test_prerendered_responses_through_redis(redis_cache, shelf, alice, publish)
 def test_cache_backend_keeps_one_client(redis_cache):
     from django.core.cache import caches
 
-    from recommender.cache import RedisCache
+    from recommender.fastpath.redis_cache import RedisCache
 
     cache = caches["default"]
     assert isinstance(cache, RedisCache)

@@ -7,7 +7,8 @@ from django.test import RequestFactory
 from django.test.utils import CaptureQueriesContext
 
 import recommender
-from recommender import candidates, serving
+from recommender import serving
+from recommender.serving import candidates
 from tests.serving.conftest import ranked
 
 pytestmark = pytest.mark.django_db

@@ -8,7 +8,7 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
 import recommender
-from recommender.api import response_cache
+from recommender.fastpath import responses
 from tests.serving.conftest import ranked
 
 pytestmark = pytest.mark.django_db
@@ -30,7 +30,7 @@ def test_anonymous_responses_are_shared_and_follow_lists_and_items(redis_cache, 
     assert _items(first) == [shelf[4].pk, shelf[5].pk]
     with CaptureQueriesContext(connection) as queries:
         second = Client().get(url, {"limit": 2})  # another visitor
-    assert second.content == response_cache.encode(first.json()) and _queries(queries) == []
+    assert second.content == responses.encode(first.json()) and _queries(queries) == []
     assert _items(Client().get(url, {"limit": 3})) == [shelf[4].pk, shelf[5].pk, shelf[6].pk]  # own entry
     publish("similar", "itemknn", {shelf[0]: ranked(shelf[6:10])})  # a retrain
     assert _items(Client().get(url, {"limit": 2})) == [shelf[6].pk, shelf[7].pk]
@@ -77,11 +77,11 @@ def test_trending_pages_with_fallback_items_are_kept_a_minute_only(redis_cache, 
     mugs = shelf[0].category_id  # trending has 4 mugs (4-7): the third page comes from popular
     url = "/recommender/api/trending/"
     _items(Client().get(url, {"limit": 2, "offset": 4, "category": mugs}))
-    from recommender import served
+    from recommender.serving import published
 
-    cache, client = served.backend()
+    cache, client = published.backend()
     ttls = sorted(client.ttl(key) for key in client.scan_iter(cache.make_key("recommender:api:rec:anon:*")))
-    assert len(ttls) == 2 and 0 < ttls[0] <= response_cache.SHORT_TIMEOUT < ttls[1], ttls
+    assert len(ttls) == 2 and 0 < ttls[0] <= responses.SHORT_TIMEOUT < ttls[1], ttls
 
 
 def test_anonymous_throttle_is_counted_once_on_the_fast_path(redis_cache, shelf, publish, settings):

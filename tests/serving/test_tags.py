@@ -113,7 +113,7 @@ def test_block_queries_do_not_grow_with_items(shelf, alice, publish, settings):
     assert len(item_queries) == 2, [q["sql"] for q in queries]
 
 
-# Stored blocks (recommender.block_cache) ----------------------------------------------------
+# Stored blocks (recommender.fastpath.blocks) ----------------------------------------------------
 
 PAGE = "{% similar_items product n=3 %}{% bought_together product n=3 %}{% recommended_for_you n=2 %}"
 
@@ -221,7 +221,7 @@ def test_cache_false_and_setting_off_render_every_time(shelf, alice, publish, se
 
 
 def test_a_changed_template_is_not_served_from_the_store():
-    from recommender.block_cache import template_digest
+    from recommender.fastpath.blocks import template_digest
 
     assert template_digest(Template("<p>{{ a }}</p>")) != template_digest(Template("<p>{{ b }}</p>"))
     assert template_digest(Template("<p>{{ a }}</p>")) == template_digest(Template("<p>{{ a }}</p>"))

@@ -6,8 +6,8 @@ import datetime as dt
 from django.core.management.base import BaseCommand, CommandError
 from django.utils.dateparse import parse_datetime
 
-from recommender.importer import HEADER, export_rows
 from recommender.models import Interaction
+from recommender.tracking.importer import HEADER, export_rows
 
 
 def _when(text):

@@ -5,7 +5,7 @@ import os
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from recommender.importer import ImportFailed, import_rows, open_text, read_csv
+from recommender.tracking.importer import ImportFailed, import_rows, open_text, read_csv
 
 
 class Command(BaseCommand):

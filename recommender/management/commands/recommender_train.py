@@ -5,9 +5,9 @@ import threading
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from recommender import refresh, services
 from recommender.conf import rec_settings
 from recommender.models import TrainingRun
+from recommender.training import refresh, services
 
 
 class Command(BaseCommand):

@@ -20,7 +20,7 @@ What it creates (see datasets/online-retail/SOURCE.md for the data):
 * Orders: one per invoice (created = InvoiceDate, UTC). Order lines are aggregated per
   (invoice, product) with the quantities summed and the unit price of the first row.
 * Interactions: one ``purchase`` per order line (value = quantity, timestamp = invoice
-  date) through ``recommender.importer.import_rows``.
+  date) through ``recommender.tracking.importer.import_rows``.
 * A superuser ``admin`` with password ``admin`` when no superuser exists yet (a demo
   convenience; ``--no-admin`` skips it). Change it on any shared machine.
 
@@ -47,7 +47,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 from tqdm import tqdm
 
-from recommender import importer
+from recommender.tracking import importer
 from shopdemo.shop.categories import CATEGORY_NAMES, categorize, category_slug
 from shopdemo.shop.models import Category, Order, OrderLine, Product
 

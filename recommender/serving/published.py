@@ -64,7 +64,7 @@ setting_changed.connect(_forget_clients)
 
 
 def near_cache():
-    """The process's near cache of the recommender's cache (:mod:`recommender.near_cache`), or None."""
+    """The process's near cache of the recommender's cache (:mod:`recommender.fastpath.near_cache`), or None."""
     return getattr(backend()[0], "near_cache", None)
 
 

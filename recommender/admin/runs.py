@@ -20,7 +20,7 @@ from recommender.models import ServedList, TrainingRun
 CHART_METRICS = ["ndcg", "precision", "recall", "map", "hit_rate", "coverage", "train_seconds"]
 COLOURS = ["#1b6b5f", "#d1495b", "#edae49", "#00798c", "#6a4c93", "#8d6a9f", "#3d405b", "#81b29a"]
 
-#: The progress messages written by recommender.services, translated when shown.
+#: The progress messages written by recommender.training.services, translated when shown.
 PROGRESS_MESSAGES = {
     "starting": _("starting"),
     "loading interactions": _("loading interactions"),
@@ -124,7 +124,7 @@ class TrainingRunAdmin(admin.ModelAdmin):
 
     @admin.action(description=_("Activate the selected versions (roll back)"))
     def activate_runs(self, request, queryset):
-        from recommender import services  # lazily: keeps the engine out of web start-up
+        from recommender.training import services  # lazily: keeps the engine out of web start-up
 
         done = []
         for run in queryset.order_by("algorithm", "-finished"):
@@ -143,7 +143,7 @@ class TrainingRunAdmin(admin.ModelAdmin):
                 % {"runs": ", ".join(str(r) for r in done)}, messages.SUCCESS)
 
     def _enqueue(self, request, names):
-        from recommender import services  # lazily: keeps the engine out of web start-up
+        from recommender.training import services  # lazily: keeps the engine out of web start-up
 
         try:
             runs = services.enqueue_training(names, requested_by=request.user.get_username())

@@ -14,7 +14,8 @@ import json
 
 from django.utils.translation import get_language
 
-from recommender import served, serving
+from recommender import serving
+from recommender.serving import published
 
 #: A response whose page holds fallback items (history, trending) is kept this long only.
 SHORT_TIMEOUT = 60
@@ -45,7 +46,7 @@ def lookup(request, user_pk, algorithm):
 
 def user_watched(user_pk, algorithm):
     """The cache keys whose values decide whether a user's stored response is still right."""
-    return [served.cache_key("for_user", algorithm, user_pk), serving.ITEMS_TOKEN_KEY,
+    return [published.cache_key("for_user", algorithm, user_pk), serving.ITEMS_TOKEN_KEY,
             serving.user_token_key(user_pk)]
 
 
@@ -58,9 +59,9 @@ def lookup_watched(request, subject, watched, counter=None, counter_ttl=None, ex
     """
     key = response_key(request, subject)
     keys = [*watched, key, *extra]
-    values = served.mget_raw(keys, counter=counter, counter_ttl=counter_ttl)
+    values = published.mget_raw(keys, counter=counter, counter_ttl=counter_ttl)
     n = len(watched)
-    fingerprint = served.fingerprint(values[:n])
+    fingerprint = published.fingerprint(values[:n])
     stored = values[n]
     body = None
     if isinstance(stored, bytes) and stored[:len(fingerprint)] == fingerprint:
@@ -71,7 +72,7 @@ def lookup_watched(request, subject, watched, counter=None, counter_ttl=None, ex
 
 def store(found, body, timeout):
     """Keep ``body`` (bytes) for the lookup's request, valid while its fingerprint holds."""
-    served.set_raw(found.key, found.fingerprint + body, timeout)
+    published.set_raw(found.key, found.fingerprint + body, timeout)
 
 
 def encode(data):

@@ -144,4 +144,3 @@ def _add_history_to_user_admin(site=admin.site):
 
 
 _add_history_to_user_admin()
-from recommender import admin_runs  # noqa: E402,F401  (training runs and served lists)

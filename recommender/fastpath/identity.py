@@ -29,8 +29,8 @@ from django.core.exceptions import ValidationError
 from django.db.models.signals import post_delete, post_save
 from django.utils.crypto import constant_time_compare
 
-from recommender import served
 from recommender.conf import rec_settings
+from recommender.serving import published
 
 __all__ = ["Claim", "claim", "auth_key", "verify", "remember", "forget", "connect"]
 
@@ -56,7 +56,7 @@ class Claim:
 
 
 def enabled():
-    return bool(rec_settings.AUTH_CACHE_TIMEOUT)
+    return bool(rec_settings.AUTH_CACHE_TIMEOUT) and bool(rec_settings.FAST_PATH)
 
 
 def claim(request):
@@ -108,22 +108,22 @@ def remember(request, user):
     if session.get(HASH_SESSION_KEY) != auth_hash:
         return  # resolved through a fallback secret: let Django keep handling it
     value = _record(backend, auth_hash)
-    cache, client = served.backend()
+    cache, client = published.backend()
     if client is not None:
         key = cache.make_key(auth_key(user.pk))
         client.set(key, value, ex=int(timeout), nx=True)
-        served.forget_near([key])
+        published.forget_near([key])
     else:
         cache.add(auth_key(user.pk), value, timeout)
 
 
 def forget(user_pk):
     """Drop the user's record and keep it from being re-written for a minute."""
-    cache, client = served.backend()
+    cache, client = published.backend()
     if client is not None:
         key = cache.make_key(auth_key(user_pk))
         client.set(key, _TOMBSTONE, ex=TOMBSTONE_SECONDS)
-        served.forget_near([key])
+        published.forget_near([key])
     else:
         cache.set(auth_key(user_pk), _TOMBSTONE, TOMBSTONE_SECONDS)
 
@@ -140,5 +140,5 @@ def _user_changed(sender, instance, created=False, update_fields=None, **kwargs)
 def connect():
     """Forget a user's record whenever the user is saved or deleted (from ``AppConfig.ready()``)."""
     model = get_user_model()
-    post_save.connect(_user_changed, sender=model, dispatch_uid="recommender.identity.user_saved")
-    post_delete.connect(_user_changed, sender=model, dispatch_uid="recommender.identity.user_deleted")
+    post_save.connect(_user_changed, sender=model, dispatch_uid="recommender.fastpath.identity.user_saved")
+    post_delete.connect(_user_changed, sender=model, dispatch_uid="recommender.fastpath.identity.user_deleted")

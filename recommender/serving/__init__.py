@@ -1,8 +1,8 @@
 """Reading recommendations on the request path: precomputed lists, business rules, fallbacks, reasons.
 
 Nothing here loads a model or imports the engine: every function reads the lists
-that the refresh task published (:mod:`recommender.served`), from the cache, and
-hands them to :class:`recommender.candidates.Pipeline`, which fetches the chosen items
+that the refresh task published (:mod:`recommender.serving.published`), from the cache, and
+hands them to :class:`recommender.serving.candidates.Pipeline`, which fetches the chosen items
 in one query (or from the item cache) and applies the availability and category
 filters. See docs/serving.md.
 """
@@ -14,10 +14,10 @@ from django.contrib.auth.signals import user_logged_in
 from django.db.models import Q
 from django.db.models.signals import post_delete, post_save
 
-from recommender import served
-from recommender.candidates import ITEMS_TOKEN_KEY, Pipeline, Recommendation, Recommendations
 from recommender.conf import rec_settings
 from recommender.models import Interaction, ServedList
+from recommender.serving import published
+from recommender.serving.candidates import ITEMS_TOKEN_KEY, Pipeline, Recommendation, Recommendations
 
 __all__ = [
     "Recommendation", "Recommendations", "as_list", "recommend_for", "similar_items", "bought_together", "trending",
@@ -31,7 +31,7 @@ HISTORY_ITEMS = 10
 HISTORY_DECAY = 0.85
 #: "There is no such list" is cached this long (seconds), so cold visitors cost no query.
 NEGATIVE_TIMEOUT = 300
-_NO_LIST = b"null"  # ``served.read`` decodes it to None as well
+_NO_LIST = b"null"  # ``published.read`` decodes it to None as well
 
 
 def user_token_key(user_pk):
@@ -54,9 +54,9 @@ def read_lists(keys):
     keys = [(kind, algorithm, int(subject)) for kind, algorithm, subject in keys]
     if not keys:
         return {}
-    cache = served.get_cache()
-    by_cache_key = {served.cache_key(*key): key for key in keys}
-    found = served.get_many(list(by_cache_key))
+    cache = published.get_cache()
+    by_cache_key = {published.cache_key(*key): key for key in keys}
+    found = published.get_many(list(by_cache_key))
     lists, missing = {}, []
     for cache_key, key in by_cache_key.items():
         raw = found.get(cache_key)
@@ -78,9 +78,9 @@ def read_lists(keys):
             items = stored.get(key)
             lists[key] = items
             if items is None:
-                absent[served.cache_key(*key)] = _NO_LIST
+                absent[published.cache_key(*key)] = _NO_LIST
             else:
-                present[served.cache_key(*key)] = served.encode(items)
+                present[published.cache_key(*key)] = published.encode(items)
         if present:
             cache.set_many(present, timeout=rec_settings.CACHE_TIMEOUT)
         if absent:
@@ -121,9 +121,9 @@ def user_facts(user, request=None):
     memo = getattr(request, "_recommender_facts", None) if request is not None else None
     if memo is not None and memo[0] == user.pk:
         return memo[1]
-    cache = served.get_cache()
+    cache = published.get_cache()
     token_key, facts_key = user_token_key(user.pk), _user_facts_key(user.pk)
-    found = served.get_many([token_key, facts_key])
+    found = published.get_many([token_key, facts_key])
     token, cached = found.get(token_key), found.get(facts_key)
     if cached is not None and cached[0] == token:
         facts = UserFacts(cached[1], cached[2])
@@ -308,12 +308,12 @@ def _token():
 
 def touch_items():
     """Items changed (availability, price, title...): pre-rendered responses are rebuilt."""
-    served.get_cache().set(ITEMS_TOKEN_KEY, _token(), timeout=None)
+    published.get_cache().set(ITEMS_TOKEN_KEY, _token(), timeout=None)
 
 
 def touch_user(user_pk):
     """The user bought (or logged in): their cached facts and responses are rebuilt."""
-    served.get_cache().set(user_token_key(user_pk), _token(), timeout=rec_settings.CACHE_TIMEOUT)
+    published.get_cache().set(user_token_key(user_pk), _token(), timeout=rec_settings.CACHE_TIMEOUT)
 
 
 def _item_changed(sender, **kwargs):

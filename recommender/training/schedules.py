@@ -2,7 +2,7 @@
 
 In the site's Celery app::
 
-    from recommender.schedules import beat_schedule
+    from recommender.training.schedules import beat_schedule
     app.conf.beat_schedule = beat_schedule()
 """
 

@@ -8,10 +8,10 @@ request. This backend is the same cache with one client per connection pool, whi
 how redis-py clients are meant to be used (they are thread-safe; the pool reconnects
 after a fork)::
 
-    CACHES = {"default": {"BACKEND": "recommender.cache.RedisCache",
+    CACHES = {"default": {"BACKEND": "recommender.fastpath.redis_cache.RedisCache",
                           "LOCATION": "redis://127.0.0.1:6379/0"}}
 
-It also keeps a *near cache* (:mod:`recommender.near_cache`): a per-process copy of the
+It also keeps a *near cache* (:mod:`recommender.fastpath.near_cache`): a per-process copy of the
 keys under some prefixes, which Redis itself invalidates, so the request path reads
 them without a round trip. By default it keeps the recommender's own keys
 (``recommender:``); add the session keys to serve logged-in visitors' sessions from it
@@ -33,7 +33,7 @@ from django.core.cache.backends.redis import RedisCache as DjangoRedisCache
 from django.core.cache.backends.redis import RedisCacheClient
 from django.utils.functional import cached_property
 
-from recommender.near_cache import NearCache
+from recommender.fastpath.near_cache import NearCache
 
 __all__ = ["RedisCache", "DEFAULT_NEAR_CACHE"]
 
@@ -123,7 +123,7 @@ class RedisCache(DjangoRedisCache):
 
     @property
     def near_cache(self):
-        """This process's :class:`~recommender.near_cache.NearCache`, or None when turned off."""
+        """This process's :class:`~recommender.fastpath.near_cache.NearCache`, or None when turned off."""
         if self._near is not None or self._near_options is None:
             return self._near
         prefixes = tuple(self.make_key(prefix) for prefix in self._near_options["PREFIXES"])

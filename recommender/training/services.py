@@ -15,10 +15,10 @@ from django.db import DatabaseError, IntegrityError, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from recommender import artifacts
 from recommender.conf import rec_settings
-from recommender.dataset import load_interactions
 from recommender.models import Interaction, TrainingRun
+from recommender.training import artifacts, dispatch
+from recommender.training.dataset import load_interactions
 
 log = logging.getLogger("recommender")
 Status = TrainingRun.Status
@@ -45,8 +45,6 @@ def enqueue_training(algorithms=None, requested_by=""):
     An algorithm that already has a queued or running run is not queued again:
     its pending run is returned instead.
     """
-    from recommender.tasks import train_algorithm
-
     names = list(dict.fromkeys(algorithms or rec_settings.TRAIN_ALGORITHMS))
     for name in names:
         algorithm_spec(name)
@@ -61,12 +59,12 @@ def enqueue_training(algorithms=None, requested_by=""):
         runs.append(run)
         new.append(run)
     for run in new:
-        transaction.on_commit(lambda pk=run.pk: _send(train_algorithm, pk))
+        transaction.on_commit(lambda pk=run.pk: _send(pk))
     return runs
 
 
-def _send(task, run_id):
-    result = task.apply_async(args=[run_id], queue=rec_settings.TRAINING_QUEUE)
+def _send(run_id):
+    result = dispatch.train(run_id)
     if getattr(result, "id", None):
         TrainingRun.objects.filter(pk=run_id).update(task_id=result.id)
 
@@ -286,10 +284,7 @@ def activate(run, refresh=True):
             pk=run.pk).update(is_active=False)
         TrainingRun.objects.filter(pk=run.pk).update(is_active=True)
         if refresh:
-            from recommender.tasks import refresh_lists
-
-            transaction.on_commit(lambda: refresh_lists.apply_async(
-                args=[run.algorithm], queue=rec_settings.REFRESH_QUEUE))
+            transaction.on_commit(lambda: dispatch.refresh_lists(run.algorithm))
     run.is_active = True
     return run
 

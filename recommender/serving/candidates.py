@@ -12,8 +12,8 @@ from django.db.models import Q
 from django.utils.functional import cached_property
 from django.utils.translation import gettext as _
 
-from recommender import served
 from recommender.conf import rec_settings
+from recommender.serving import published
 
 __all__ = ["ITEMS_TOKEN_KEY", "Pipeline", "Recommendation", "Recommendations"]
 
@@ -68,7 +68,7 @@ class Recommendations(list):
 
     ``sources_read``: how many candidate sources were read; ``skipped``: the keys of
     candidates passed over because they were excluded (before the list was full).
-    :mod:`recommender.block_cache` uses both to tell whether a block can be reused.
+    :mod:`recommender.fastpath.blocks` uses both to tell whether a block can be reused.
     """
 
     sources_read = 0
@@ -245,7 +245,7 @@ def _cached_items(pipeline, pks):
         return {}
     prefix = _item_prefix(pipeline.model)
     keys = {pk: f"{prefix}{pk}" for pk in pks}
-    found = served.get_many([ITEMS_TOKEN_KEY, *keys.values()])
+    found = published.get_many([ITEMS_TOKEN_KEY, *keys.values()])
     token = found.get(ITEMS_TOKEN_KEY)
     objects, missing = {}, []
     for pk, key in keys.items():
@@ -259,7 +259,7 @@ def _cached_items(pipeline, pks):
         fresh = {obj.pk: obj for obj in pipeline._queryset(Q(pk__in=missing))}
         objects.update(fresh)
         # deleted items are remembered as None, so they cost no query either
-        served.get_cache().set_many({keys[pk]: (token, fresh.get(pk)) for pk in missing},
+        published.get_cache().set_many({keys[pk]: (token, fresh.get(pk)) for pk in missing},
                                     timeout=rec_settings.ITEM_CACHE_TIMEOUT)
     return objects
 

@@ -8,9 +8,10 @@ skipped, so a late chunk never overwrites a newer version's lists.
 
 import numpy as np
 
-from recommender import artifacts, served
 from recommender.conf import rec_settings
 from recommender.models import Interaction, ServedList, TrainingRun
+from recommender.serving import published
+from recommender.training import artifacts
 
 Kind = ServedList.Kind
 #: Items per list that get a "because" item; blocks show at most about ten.
@@ -112,7 +113,7 @@ def refresh_chunk(algorithm, run_id, kind, start, stop):
             items = _items(idx, scores, item_ids, because=int(item_ids[item]))
             if items:
                 lists[int(item_ids[item])] = items
-    served.publish(kind, algorithm, lists, run=run)
+    published.publish(kind, algorithm, lists, run=run)
     return len(lists)
 
 

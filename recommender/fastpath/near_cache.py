@@ -26,8 +26,8 @@ The details that keep it correct:
 - Absent keys are kept as absent: creating the key is an invalidation like any other.
 - If the tracking connection breaks, the near cache empties itself and reads go to
   Redis until it has reconnected (at most one attempt per second).
-- Writes through this process (the cache API, :mod:`recommender.served`,
-  :mod:`recommender.identity`) also drop their keys here at once.
+- Writes through this process (the cache API, :mod:`recommender.serving.published`,
+  :mod:`recommender.fastpath.identity`) also drop their keys here at once.
 - After a fork (gunicorn workers) the child builds its own connection.
 - A daemon thread drains the messages as they arrive too, so that an idle process does
   not leave Redis buffering them.
@@ -35,7 +35,7 @@ The details that keep it correct:
 
 Requirements: Redis 6 or newer (RESP3 and tracking) over TCP or a unix socket; redis-py
 and its ``hiredis`` parser. Without them the near cache stays off and every read goes to
-Redis, as before. Enable it with ``recommender.cache.RedisCache`` (see its docstring).
+Redis, as before. Enable it with ``recommender.fastpath.redis_cache.RedisCache`` (see its docstring).
 """
 
 import logging

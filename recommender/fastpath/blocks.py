@@ -13,7 +13,7 @@ time. A block's HTML depends only on:
 
 The options name the cache entry; the lists and tokens are read in the same round trip
 and their digest is stored in front of the HTML, so one MGET tells whether the stored
-HTML is still right (the pattern of :mod:`recommender.api.response_cache`). Only blocks
+HTML is still right (the pattern of :mod:`recommender.fastpath.responses`). Only blocks
 made entirely from their first source are stored: a block that fell back to history,
 trending or popular lists depends on more than its digest covers.
 
@@ -37,14 +37,15 @@ import os
 
 from django.utils.translation import get_language
 
-from recommender import served, serving
+from recommender import serving
 from recommender.conf import rec_settings
+from recommender.serving import published
 
 __all__ = ["Spec", "lookup", "store", "enabled"]
 
 
 def enabled():
-    return bool(rec_settings.BLOCK_CACHE_TIMEOUT)
+    return bool(rec_settings.BLOCK_CACHE_TIMEOUT) and bool(rec_settings.FAST_PATH)
 
 
 class Spec:
@@ -65,14 +66,15 @@ class Spec:
         self.excluded = set(excluded)
         digest.update(json.dumps(sorted(map(str, self.excluded))).encode())
         self.exact_key = f"recommender:block:{digest.hexdigest()}"
-        self.watched = [served.cache_key(kind, algorithm, subject) for kind, algorithm, subject in lists]
+        self.watched = [published.cache_key(kind, algorithm, subject) for kind, algorithm, subject in lists]
         self.watched.append(serving.ITEMS_TOKEN_KEY)
         if user_pk is not None:
             self.watched.append(serving.user_token_key(user_pk))
         self.fingerprint = self.html = self.shown = None
 
 
-_APP_TEMPLATE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates", "recommender", "block.html")
+_APP_TEMPLATE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                             "templates", "recommender", "block.html")
 
 
 def is_app_template(template):
@@ -100,8 +102,8 @@ def lookup(spec, to_pk=lambda pk: pk):
 
     ``to_pk`` converts stored keys back to the item model's key type.
     """
-    values = served.mget_raw([*spec.watched, spec.key, spec.exact_key])
-    spec.fingerprint = served.fingerprint(values[:-2])
+    values = published.mget_raw([*spec.watched, spec.key, spec.exact_key])
+    spec.fingerprint = published.fingerprint(values[:-2])
     base = _valid(spec, values[-2])
     if base is not None:
         shown = [to_pk(pk) for pk in base[1]]
@@ -125,5 +127,5 @@ def store(spec, html, shown, exact):
         return
     payload = json.dumps({"html": str(html), "shown": list(shown)}, default=str, ensure_ascii=False,
                          separators=(",", ":"))
-    served.set_raw(spec.exact_key if exact else spec.key, spec.fingerprint + payload.encode(),
+    published.set_raw(spec.exact_key if exact else spec.key, spec.fingerprint + payload.encode(),
                    rec_settings.BLOCK_CACHE_TIMEOUT)

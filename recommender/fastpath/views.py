@@ -1,0 +1,222 @@
+"""The recommendation endpoints' fast path: stored JSON served before DRF is involved.
+
+A DRF view costs about 2.6x a bare Django view per request (docs/serving.md). Each
+endpoint URL points at a function here that, with ``RECOMMENDER["FAST_PATH"]`` on,
+answers a repeated GET with one Redis round trip, and otherwise calls the plain DRF
+view of :mod:`recommender.api.recommendations` with a :class:`FastPath` context:
+
+1. Is the request eligible (a plain JSON GET, no ``?user=``, no Authorization header)?
+   If not, DRF answers it.
+2. Who asks? A logged-in user's key comes from the session's claim checked against a
+   cached auth record (:mod:`recommender.fastpath.identity`), without a user query;
+   similar-items, bought-together and trending are answered the same for every
+   anonymous visitor.
+3. One round trip reads the stored response, the cache values that tell whether it is
+   still right (:mod:`recommender.fastpath.responses`) and counts the throttle window
+   (:mod:`recommender.fastpath.throttle_counts`).
+4. A valid stored response that the throttle allows is returned as it is. Anything
+   else goes to DRF with the context: the lookup (where DRF stores the response it
+   makes) and the throttle verdict (so DRF's throttle does not count the request twice).
+"""
+
+from django.utils.functional import SimpleLazyObject, empty
+
+from recommender import fastpath, serving
+from recommender.api.recommendations import (
+    BoughtTogetherView,
+    RecommendationsView,
+    SimilarItemsView,
+    TrendingView,
+)
+from recommender.api.throttling import Counted, RecommendationsAnonThrottle, RecommendationsUserThrottle
+from recommender.conf import rec_settings
+from recommender.fastpath import identity, responses
+from recommender.fastpath.throttle_counts import local_counts
+from recommender.serving import published
+
+
+class FastPath:
+    """What the fast path learned about a request that it hands on to DRF.
+
+    - ``lookup``: the logged-in user's stored-response lookup (a miss): DRF stores the
+      response it makes under it.
+    - ``shared``: the same for the anonymous visitors' shared response.
+    - ``counted``: the request already counted in the throttle's window, and the verdict
+      (:class:`~recommender.api.throttling.Counted`), read by the DRF throttle.
+    """
+
+    __slots__ = ("lookup", "shared", "counted")
+
+    def __init__(self):
+        self.lookup = self.shared = self.counted = None
+
+
+def _drf(drf_view, request, context, args, kwargs):
+    return drf_view(request, *args, fastpath=context, **kwargs)
+
+
+def _unresolved_user(request):
+    """True while ``request.user`` is still the lazy object Django's middleware put there."""
+    user = request.__dict__.get("user")
+    return isinstance(user, SimpleLazyObject) and user._wrapped is empty
+
+
+def _eligible(request):
+    # an Authorization header is for DRF's other authenticators (token, basic): not ours
+    return (request.method == "GET" and "user" not in request.GET and "format" not in request.GET
+            and "text/html" not in request.META.get("HTTP_ACCEPT", "")
+            and "HTTP_AUTHORIZATION" not in request.META)
+
+
+def _counted_lookup(request, context, throttle, ident, counted_as, subject, watched, extra=()):
+    """The stored response of ``subject`` and ``extra`` values, with the request counted in
+    ``throttle``'s window of ``ident``: one round trip. Returns ``(lookup, allowed)`` and
+    records the verdict in ``context.counted``."""
+    counter = throttle.counter_key_for(ident)
+    interval = rec_settings.THROTTLE_SYNC_INTERVAL
+    if counter is not None and interval:  # counted here, added to Redis in batches
+        found = responses.lookup_watched(request, subject, watched, extra=extra)
+        count = local_counts.count(counter, throttle.duration + 1, interval)
+    else:
+        found = responses.lookup_watched(request, subject, watched, counter=counter,
+                                         counter_ttl=throttle.duration + 1 if counter else None, extra=extra)
+        count = found.count
+    if counter is None:
+        return found, True
+    allowed = throttle.judge(count)
+    context.counted = Counted(throttle.scope, counted_as, allowed, throttle.wait_time)
+    return found, allowed
+
+
+def _stored_response(body):
+    from django.http import HttpResponse
+
+    response = HttpResponse(body, content_type="application/json")
+    response.headers["Vary"] = "Accept"  # as patch_vary_headers on a new response, for less
+    return response
+
+
+def _as_drf_view(function, drf_view):
+    """Give a fast-path view function what the schema generator and CSRF machinery look for."""
+    function.cls = drf_view.cls
+    function.initkwargs = drf_view.initkwargs
+    function.csrf_exempt = True
+    return function
+
+
+_drf_recommendations = RecommendationsView.as_view()
+
+
+def recommendations_view(request, *args, **kwargs):
+    """``GET /recommender/api/recommendations/``: the stored JSON when still valid, else DRF.
+
+    A logged-in user's own GET costs one Redis round trip: the stored response, the
+    tokens that tell whether it is still right, the throttle's count and, while
+    ``request.user`` is unresolved, the user's cached auth record, which saves the user
+    query.
+    """
+    if not fastpath.enabled():
+        return _drf_recommendations(request, *args, **kwargs)
+    context = FastPath()
+    if not _eligible(request):
+        return _drf(_drf_recommendations, request, context, args, kwargs)
+    throttle = RecommendationsUserThrottle()
+    redis = published.backend()[1] is not None
+    claim = None
+    if _unresolved_user(request) and identity.enabled() and (throttle.rate is None or redis):
+        claim = identity.claim(request)
+        pk = claim.pk if claim is not None else None
+    else:
+        user = getattr(request, "user", None)
+        pk = user.pk if user is not None and user.is_authenticated else None
+    if pk is None:  # anonymous: DRF's session fallbacks
+        return _drf(_drf_recommendations, request, context, args, kwargs)
+    if throttle.rate is not None and not redis:  # no Redis: DRF's own throttle, once
+        if not throttle.allow_request(request, None):
+            return _drf(_drf_recommendations, request, context, args, kwargs)  # DRF answers the 429
+        context.counted = Counted(throttle.scope, pk, True, None)
+    algorithm = request.GET.get("algorithm") or rec_settings.DEFAULT_ALGORITHM
+    found, allowed = _counted_lookup(request, context, throttle, pk, pk, pk,
+                                     responses.user_watched(pk, algorithm),
+                                     extra=[identity.auth_key(pk)] if claim is not None else ())
+    verified = claim is None or identity.verify(claim, found.extra[0])
+    if verified and allowed and found.body is not None:
+        return _stored_response(found.body)
+    context.lookup = found
+    response = _drf(_drf_recommendations, request, context, args, kwargs)
+    if claim is not None and not verified:
+        user = request.user  # resolved by DRF's session authentication
+        if user.is_authenticated and user.pk == claim.pk:
+            identity.remember(request, user)
+    return response
+
+
+_as_drf_view(recommendations_view, _drf_recommendations)
+
+
+# Anonymous visitors: stored responses shared by all of them --------------------------------
+#
+# An anonymous visitor's similar-items, bought-together and trending responses depend only
+# on the item's list (or the trending list), the items and the request's parameters: they
+# are stored once and served to every anonymous visitor while the list and the items token
+# are unchanged, with the anonymous throttle counted in the same Redis round trip. Logged-in
+# visitors (their bought items are left out) and everything unusual go through DRF.
+
+
+def _anonymous(request):
+    """Whether the visitor is anonymous, without resolving ``request.user`` if it is still lazy."""
+    if _unresolved_user(request):
+        return identity.claim(request) is None  # Django would find no user in this session either
+    user = getattr(request, "user", None)
+    return user is None or not user.is_authenticated
+
+
+def _shared_list_view(drf_view, watched_lists):
+    """Wrap a DRF list view with the anonymous fast path; ``watched_lists(request, kwargs)``
+    names the lists its response is made from (None: no fast path for this request)."""
+
+    def view(request, *args, **kwargs):
+        if not fastpath.enabled():
+            return drf_view(request, *args, **kwargs)
+        context = FastPath()
+        if not _eligible(request) or not _anonymous(request):
+            return _drf(drf_view, request, context, args, kwargs)
+        lists = watched_lists(request, kwargs)
+        throttle = RecommendationsAnonThrottle()
+        if lists is None or (throttle.rate is not None and published.backend()[1] is None):
+            return _drf(drf_view, request, context, args, kwargs)
+        watched = [published.cache_key(*key) for key in lists] + [serving.ITEMS_TOKEN_KEY]
+        found, allowed = _counted_lookup(request, context, throttle, throttle.get_ident(request), None, "anon",
+                                         watched)
+        if allowed and found.body is not None:
+            return _stored_response(found.body)
+        context.shared = found
+        return _drf(drf_view, request, context, args, kwargs)
+
+    return _as_drf_view(view, drf_view)
+
+
+def _item_key(kwargs):
+    from django.core.exceptions import ValidationError
+
+    model = rec_settings.item_model()
+    try:
+        return model._meta.pk.to_python(kwargs.get("pk"))
+    except ValidationError:
+        return None
+
+
+def _one_list(kind, setting):
+    def lists(request, kwargs):
+        pk = _item_key(kwargs)
+        if pk is None:
+            return None  # DRF answers the 404
+        return [(kind, request.GET.get("algorithm") or getattr(rec_settings, setting), pk)]
+    return lists
+
+
+similar_items_view = _shared_list_view(SimilarItemsView.as_view(), _one_list("similar", "SIMILAR_ALGORITHM"))
+bought_together_view = _shared_list_view(BoughtTogetherView.as_view(),
+                                         _one_list("bought_together", "BOUGHT_TOGETHER_ALGORITHM"))
+trending_view = _shared_list_view(TrendingView.as_view(), lambda request, kwargs: [
+    ("trending", request.GET.get("algorithm") or rec_settings.TRENDING_ALGORITHM, 0)])

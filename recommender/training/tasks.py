@@ -1,0 +1,125 @@
+"""Celery tasks of the recommender app (``@shared_task``: the site owns the Celery app).
+
+Tasks take ids and names, are sent after the database commit by the services,
+and are safe to run twice. Training goes to TRAINING_QUEUE, list refreshes to
+REFRESH_QUEUE, so a long training never delays a refresh.
+"""
+
+import datetime as dt
+
+from celery import shared_task
+from django.utils import timezone
+
+from recommender.conf import rec_settings
+from recommender.models import Interaction
+
+__all__ = [
+    "train_algorithm", "train_all", "retrain_if_new_data", "evaluate", "refresh_lists", "refresh_chunk",
+    "refresh_all", "fail_stale_runs", "cleanup_artifacts", "purge_anonymous",
+]
+
+
+@shared_task(name="recommender.train_algorithm", acks_late=True, reject_on_worker_lost=True)
+def train_algorithm(run_id):
+    """Train one recorded run (see ``services.enqueue_training``); returns its final status."""
+    from recommender.training import services
+
+    return services.train(run_id).status
+
+
+@shared_task(name="recommender.train_all", ignore_result=True)
+def train_all():
+    """Queue a run of every algorithm in TRAIN_ALGORITHMS; workers train them in parallel."""
+    from recommender.training import services
+
+    return [run.pk for run in services.enqueue_training(requested_by="schedule")]
+
+
+@shared_task(name="recommender.retrain_if_new_data", ignore_result=True)
+def retrain_if_new_data():
+    """Train all when RETRAIN_AFTER_INTERACTIONS new interactions arrived since the last run."""
+    from recommender.models import TrainingRun
+    from recommender.training import services
+
+    threshold = rec_settings.RETRAIN_AFTER_INTERACTIONS
+    if threshold is None:
+        return None
+    busy = TrainingRun.objects.filter(status__in=["queued", "running"]).exists()
+    if busy or services.new_interactions_since_last_run() < threshold:
+        return []
+    return [run.pk for run in services.enqueue_training(requested_by="new data")]
+
+
+@shared_task(name="recommender.evaluate")
+def evaluate(algorithms=None, k=10):
+    """Offline metrics of the algorithms on the current data; logged and returned, nothing activated."""
+    import logging
+
+    from recommender.training import services
+
+    table = services.evaluate(algorithms, k=k)
+    for row in table:
+        logging.getLogger("recommender").info("evaluation %s", row)
+    return table
+
+
+@shared_task(name="recommender.refresh_lists", ignore_result=True)
+def refresh_lists(algorithm):
+    """Split the refresh of an algorithm's served lists into chunk tasks."""
+    from recommender.training import refresh
+
+    run_id, chunks = refresh.plan(algorithm)
+    for kind, start, stop in chunks:
+        refresh_chunk.apply_async(args=[algorithm, run_id, str(kind), start, stop],
+                                  queue=rec_settings.REFRESH_QUEUE)
+    return len(chunks)
+
+
+@shared_task(name="recommender.refresh_chunk", acks_late=True, reject_on_worker_lost=True)
+def refresh_chunk(algorithm, run_id, kind, start, stop):
+    from recommender.training import refresh
+
+    return refresh.refresh_chunk(algorithm, run_id, kind, start, stop)
+
+
+@shared_task(name="recommender.refresh_all", ignore_result=True)
+def refresh_all():
+    from recommender.models import TrainingRun
+
+    algorithms = list(TrainingRun.objects.filter(is_active=True).values_list("algorithm", flat=True))
+    for algorithm in algorithms:
+        refresh_lists.apply_async(args=[algorithm], queue=rec_settings.REFRESH_QUEUE)
+    return algorithms
+
+
+@shared_task(name="recommender.fail_stale_runs", ignore_result=True)
+def fail_stale_runs():
+    from recommender.training import services
+
+    return services.fail_stale_runs()
+
+
+@shared_task(name="recommender.cleanup_artifacts", ignore_result=True)
+def cleanup_artifacts():
+    from recommender.training import services
+
+    return services.cleanup_artifacts()
+
+
+@shared_task(name="recommender.purge_anonymous", ignore_result=True)
+def purge_anonymous(days=None, batch_size=10_000):
+    """Delete anonymous interactions older than ``ANONYMOUS_RETENTION_DAYS``, in batches.
+
+    Safe to run twice; returns the number of rows deleted.
+    """
+    days = days if days is not None else rec_settings.ANONYMOUS_RETENTION_DAYS
+    if days is None:
+        return 0
+    cutoff = timezone.now() - dt.timedelta(days=days)
+    old = Interaction.objects.filter(user__isnull=True, timestamp__lt=cutoff)
+    deleted = 0
+    while True:
+        ids = list(old.values_list("id", flat=True)[:batch_size])
+        if not ids:
+            return deleted
+        deleted += Interaction.objects.filter(id__in=ids).delete()[0]
