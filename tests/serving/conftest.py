@@ -61,7 +61,8 @@ def ranked(items, because=None, start=1.0):
 
 def _redis_url():
     url = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379"
-    return url.rstrip("/").rsplit("/", 1)[0] + "/15" if url.count("/") > 2 else url + "/15"
+    db = os.environ.get("TEST_REDIS_DB", "15")  # parallel runs on one machine: one database each
+    return url.rstrip("/").rsplit("/", 1)[0] + f"/{db}" if url.count("/") > 2 else url + f"/{db}"
 
 
 @pytest.fixture
