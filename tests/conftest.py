@@ -10,6 +10,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+#: tests/standalone is a site of its own (its settings, its product model): run it with
+#: ``--ds tests.standalone.settings`` (./run tests does).
+collect_ignore = [] if os.environ.get("DJANGO_SETTINGS_MODULE") == "tests.standalone.settings" else ["standalone"]
 #: Set by './run tests' for the PostgreSQL pass: service-backed tests must run there.
 REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES") == "1"
 
@@ -126,3 +129,13 @@ def celery_workers(transactional_db, settings):
 @pytest.fixture
 def celery_worker_process(celery_workers):
     return celery_workers.start()
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """Say loudly how many tests were skipped for want of PostgreSQL, Redis or a worker."""
+    needs = [report for report in terminalreporter.stats.get("skipped", [])
+             if "needs" in str(getattr(report, "longrepr", "")).lower()]
+    if needs and not REQUIRE_SERVICES:
+        terminalreporter.write_sep(
+            "!", f"{len(needs)} service tests SKIPPED: they need PostgreSQL, Redis and a Celery worker. "
+                 "Run './run tests' (starts the services) for the whole suite.", yellow=True, bold=True)
