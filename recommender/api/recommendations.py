@@ -23,6 +23,7 @@ from rest_framework.utils.urls import remove_query_param, replace_query_param
 from rest_framework.views import APIView
 
 from recommender import serving
+from recommender.api.descriptions import DescribedView
 from recommender.api.serializers import (
     RecommendationPageSerializer,
     RecommendationQuerySerializer,
@@ -60,7 +61,7 @@ def paginate(request, results, limit, offset):
             "results": [recommendation_data(rec) for rec in results[offset:offset + limit]]}
 
 
-class _RecommendationView(APIView):
+class _RecommendationView(DescribedView, APIView):
     permission_classes = [AllowAny]
     throttle_classes = [RecommendationsAnonThrottle, RecommendationsUserThrottle]
     query_serializer = RecommendationQuerySerializer
@@ -75,7 +76,7 @@ class _RecommendationView(APIView):
 
 
 class RecommendationsView(_RecommendationView):
-    """Recommendations for the visitor (logged-in or anonymous); staff may ask for `?user=<pk>`.
+    """Recommendations for the visitor (logged-in or anonymous); staff may ask for ``?user=<pk>``.
 
     Anonymous and new visitors get items similar to what they viewed in this
     session, then trending and popular items.
