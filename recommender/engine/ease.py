@@ -68,7 +68,8 @@ class EASE(RecommenderBase):
     ----------
     regularization : float, default 200.0
         L2 penalty lambda (> 0); larger for denser data. Tune on a validation split
-        (300 was best on MovieLens-small, 100 on Online Retail).
+        (``bench/engine/accuracy.py`` chose 200 on ml-latest-small and 500 on
+        online-retail).
     max_items : int, default 20000
         Refuse to fit catalogs with more items (memory grows with n_items^2).
     binarize : bool, default True
