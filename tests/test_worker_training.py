@@ -137,3 +137,29 @@ def test_two_concurrent_requests_do_not_both_run(celery_workers, overrides, shop
     assert statuses == [Status.FAILED, Status.SUCCEEDED]
     loser = first if status_of(first) == Status.FAILED else second
     assert "already running" in TrainingRun.objects.get(pk=loser.pk).error
+
+
+def test_a_killed_workers_run_is_failed_when_the_worker_starts_again(celery_workers, overrides, shoppers,
+                                                                     tmp_path):
+    overrides["STALE_RUN_SECONDS"] = 600   # only the start-up check can fail it within this test
+    worker = celery_workers.start(overrides)
+    doomed = send("slow", sleep_seconds=120, marker=str(tmp_path / "started"))
+    wait_for(lambda: (tmp_path / "started").exists(), what="the training to start")
+    doomed.refresh_from_db()
+    assert doomed.status == Status.RUNNING and doomed.worker.startswith("w0@")
+    os.kill(worker.pid, signal.SIGKILL)
+    worker.wait(timeout=10)
+    worker.stdout.close()
+    celery_workers.procs.remove(worker)   # the next worker gets the same node name, w0@<host>
+    leftover = Path(overrides["ARTIFACT_DIR"], "slow", f"run-{doomed.pk}.tmp-0000dead")
+    leftover.mkdir(parents=True)           # as if it died while writing its artifact
+    started = time.time()
+    celery_workers.start(overrides)
+    wait_for(lambda: status_of(doomed) == Status.FAILED, seconds=30, what="the start-up check")
+    doomed.refresh_from_db()
+    assert f"{doomed.worker} restarted" in doomed.error
+    assert time.time() - started < 60 and not leftover.exists()
+    # the lock is free: the next run of the algorithm trains
+    assert status_of(send("slow")) in (Status.QUEUED, Status.RUNNING, Status.SUCCEEDED)
+    nxt = TrainingRun.objects.latest("pk")
+    wait_for(lambda: status_of(nxt) == Status.SUCCEEDED, what="the next training")

@@ -75,9 +75,35 @@ def remove(path):
         shutil.rmtree(path, ignore_errors=True)
 
 
-def stale_temporaries(older_than_seconds=3600):
-    """Leftover temporary directories of crashed writes."""
-    cutoff = time.time() - older_than_seconds
+def temporaries(algorithm=None, run_id=None):
+    """Temporary directories of unfinished writes (of one run when both are given)."""
     if not root().exists():
         return []
-    return [p for p in root().glob(f"*/*{TMP_MARK}*") if p.stat().st_mtime < cutoff]
+    if algorithm is not None and run_id is not None:
+        return list((root() / algorithm).glob(f"run-{run_id}{TMP_MARK}*"))
+    return list(root().glob(f"*/*{TMP_MARK}*"))
+
+
+def run_id_of(path):
+    """The run id in a temporary's name ``run-<id>.tmp-XXXX``, or None."""
+    head = Path(path).name.split(TMP_MARK, 1)[0]
+    return int(head[4:]) if head.startswith("run-") and head[4:].isdigit() else None
+
+
+def stale_temporaries(older_than_seconds=3600, running=None):
+    """Leftover temporary directories of crashed writes.
+
+    With ``running`` (the ids of the runs in progress), a temporary of any other run is
+    stale at once: its run finished or died. Otherwise, and for names without a run id,
+    a temporary is stale when untouched for ``older_than_seconds``.
+    """
+    cutoff = time.time() - older_than_seconds
+    stale = []
+    for path in temporaries():
+        run_id = run_id_of(path)
+        if running is not None and run_id is not None:
+            if run_id not in running:
+                stale.append(path)
+        elif path.stat().st_mtime < cutoff:
+            stale.append(path)
+    return stale

@@ -6,8 +6,12 @@ REFRESH_QUEUE, so a long training never delays a refresh.
 """
 
 import datetime as dt
+import logging
+import time
 
 from celery import shared_task
+from celery.signals import worker_ready
+from django.conf import settings
 from django.utils import timezone
 
 from recommender.conf import rec_settings
@@ -19,12 +23,36 @@ __all__ = [
 ]
 
 
-@shared_task(name="recommender.train_algorithm", acks_late=True, reject_on_worker_lost=True)
-def train_algorithm(run_id):
+#: Before any task of this process runs (tasks are registered by importing this module).
+_LOADED_AT = time.time()
+
+
+@shared_task(name="recommender.train_algorithm", acks_late=True, reject_on_worker_lost=True, bind=True)
+def train_algorithm(self, run_id):
     """Train one recorded run (see ``services.enqueue_training``); returns its final status."""
     from recommender.training import services
 
-    return services.train(run_id).status
+    return services.train(run_id, worker=self.request.hostname or "").status
+
+
+@worker_ready.connect(dispatch_uid="recommender.fail_runs_of_restarted_worker")
+def fail_runs_of_restarted_worker(sender=None, **kwargs):
+    """A worker that starts runs none of the runs its node name claimed before: fail them now
+    instead of waiting STALE_RUN_SECONDS for their heartbeat to expire."""
+    hostname = getattr(sender, "hostname", "")
+    if not hostname:
+        return
+    from django.db import connections
+
+    from recommender.training import services
+
+    try:
+        loaded = dt.datetime.fromtimestamp(_LOADED_AT, tz=dt.UTC)
+        services.fail_runs_of_worker(hostname, loaded if settings.USE_TZ else timezone.make_naive(loaded))
+    except Exception:  # the database may be unreachable at start-up: fail_stale_runs catches up
+        logging.getLogger("recommender").exception("Checking the runs of %s at start-up failed.", hostname)
+    finally:
+        connections.close_all()  # the main process of a prefork worker runs no tasks
 
 
 @shared_task(name="recommender.train_all", ignore_result=True)
@@ -44,6 +72,7 @@ def retrain_if_new_data():
     threshold = rec_settings.RETRAIN_AFTER_INTERACTIONS
     if threshold is None:
         return None
+    services.fail_stale_runs()  # dead runs stop counting as busy; unstarted queued runs are sent again
     busy = TrainingRun.objects.filter(status__in=["queued", "running"]).exists()
     if busy or services.new_interactions_since_last_run() < threshold:
         return []
