@@ -5,22 +5,19 @@ Access values through ``recommender.conf.rec_settings``; it reads
 change (``override_settings`` in tests), the way DRF's ``api_settings`` does.
 """
 
+import os
+from typing import Any
+
 from django.apps import apps
 from django.conf import settings
 from django.core.signals import setting_changed
 from django.utils.translation import gettext_lazy as _
 
-#: Built-in event types and their default weights in the user-item matrix.
-BUILTIN_EVENTS = {
-    "view": 1.0,
-    "click": 2.0,
-    "add_to_cart": 4.0,
-    "remove_from_cart": -2.0,
-    "purchase": 8.0,
-    "rating": 1.0,
-    # Shown in a recommendation block; recorded for click-through rates, not trained on.
-    "impression": 0.0,
-}
+from recommender.tracking import csvformat
+
+#: Built-in event types and their default weights (defined with the CSV format, which the
+#: engine reads without Django).
+BUILTIN_EVENTS = csvformat.BUILTIN_EVENTS
 
 DEFAULTS = {
     # "app_label.ModelName" of the product model. Required.
@@ -48,6 +45,15 @@ DEFAULTS = {
     "TRACK_ANONYMOUS": True,
     # Most events accepted by one POST to the events endpoint.
     "API_MAX_BATCH": 500,
+    # Deepest nesting of a JSON body the API parses (an event batch is 3 levels); deeper
+    # bodies get HTTP 400 (recommender.api.parsers). None: only Python's recursion limit.
+    "API_MAX_JSON_DEPTH": 32,
+    # Reverse proxies in front of the site that append the client's address to
+    # X-Forwarded-For. The anonymous throttles count a client by the address that many
+    # entries from the right of that header; 0 counts REMOTE_ADDR and ignores the header
+    # (a client can write any X-Forwarded-For). None: DRF's REST_FRAMEWORK["NUM_PROXIES"]
+    # when the site sets it, else 0.
+    "TRUSTED_PROXY_COUNT": None,
     # DRF throttle rates for the events endpoint ("<n>/<sec|min|hour|day>").
     "THROTTLE_RATES": {
         "events_anon": "120/min", "events_user": "600/min",
@@ -97,8 +103,13 @@ DEFAULTS = {
     "TRAINING_QUEUE": "recommender_training",
     "REFRESH_QUEUE": "recommender_refresh",
     # A running training whose heartbeat is older than this is marked failed, which also
-    # releases its training lock.
-    "STALE_RUN_SECONDS": 900,
+    # releases its training lock (the heartbeat is written every STALE_RUN_SECONDS / 4 s,
+    # at most every 10 s; the fail_stale_runs beat entry checks every minute).
+    "STALE_RUN_SECONDS": 120,
+    # A queued run whose task has not started this many seconds after it was sent (a lost
+    # message, a broker that was down, a web process without the site's Celery app) is sent
+    # again by fail_stale_runs; a duplicate message finds the run claimed and does nothing.
+    "QUEUED_RUN_SECONDS": 300,
     # Retrain when this many new interactions arrived since the last successful run (None: off).
     "RETRAIN_AFTER_INTERACTIONS": 10_000,
     # Succeeded versions kept per algorithm besides the active one; older artifacts are deleted.
@@ -129,7 +140,7 @@ DEFAULTS = {
         "train_all": "0 3 * * *",
         "refresh_all": "30 * * * *",
         "retrain_if_new_data": "*/10 * * * *",
-        "fail_stale_runs": "*/5 * * * *",
+        "fail_stale_runs": "* * * * *",
         "cleanup_artifacts": "30 4 * * *",
         "purge_anonymous": "0 5 * * *",
     },
@@ -138,6 +149,50 @@ DEFAULTS = {
 
 class RecommenderSettings:
     """Attribute access to the merged settings dict, cached until settings change."""
+
+    # The keys of DEFAULTS with their types, for type checkers and editors; the values come
+    # from __getattr__ (annotations alone define no class attribute).
+    ITEM_MODEL: str | None
+    ITEM_FIELDS: dict[str, Any]
+    EVENT_WEIGHTS: dict[str, float]
+    USER_ID_FIELD: str
+    TRACK_ANONYMOUS: bool
+    API_MAX_BATCH: int
+    API_MAX_JSON_DEPTH: int | None
+    TRUSTED_PROXY_COUNT: int | None
+    THROTTLE_RATES: dict[str, str | None]
+    IMPORT_BATCH_SIZE: int
+    ARTIFACT_DIR: str | os.PathLike | None
+    ANONYMOUS_RETENTION_DAYS: int | None
+    ALGORITHMS: dict[str, dict[str, Any]]
+    TRAIN_ALGORITHMS: list[str]
+    DEFAULT_ALGORITHM: str
+    SIMILAR_ALGORITHM: str
+    BOUGHT_TOGETHER_ALGORITHM: str
+    TRENDING_ALGORITHM: str
+    POPULAR_ALGORITHM: str
+    HALF_LIFE_DAYS: float | None
+    LOG_DAMPING: bool
+    EXCLUDE_EVENTS: list[str]
+    GATE_MARGIN: float
+    EVALUATION_FRACTION: float
+    SERVED_LIST_LENGTH: int
+    REFRESH_CHUNK_SIZE: int
+    TRAINING_QUEUE: str
+    REFRESH_QUEUE: str
+    STALE_RUN_SECONDS: int
+    QUEUED_RUN_SECONDS: int
+    QUEUED_RUN_SECONDS: int
+    RETRAIN_AFTER_INTERACTIONS: int | None
+    KEEP_VERSIONS: int
+    CACHE_ALIAS: str
+    CACHE_TIMEOUT: int | None
+    FAST_PATH: bool
+    AUTH_CACHE_TIMEOUT: int | None
+    BLOCK_CACHE_TIMEOUT: int | None
+    ITEM_CACHE_TIMEOUT: int | None
+    THROTTLE_SYNC_INTERVAL: float | None
+    SCHEDULE: dict[str, str | None]
 
     def __init__(self, defaults=None):
         self.defaults = defaults or DEFAULTS
@@ -159,7 +214,7 @@ class RecommenderSettings:
             self._cached = merged
         return self._cached
 
-    def __getattr__(self, name):
+    def __getattr__(self, name: str) -> Any:
         if name.startswith("_") or name not in self.defaults:
             raise AttributeError(f"Invalid RECOMMENDER setting: {name!r}")
         return self._merged()[name]
@@ -196,7 +251,28 @@ def item_model_label():
     changed afterwards.
     """
     label = (getattr(settings, "RECOMMENDER", {}) or {}).get("ITEM_MODEL")
-    return label or "recommender.PlaceholderItem"
+    if label:
+        return label
+    _placeholder_item()
+    return "recommender.PlaceholderItem"
+
+
+def _placeholder_item():
+    """While ITEM_MODEL is unset, an unmanaged stand-in for the foreign key to point at (no
+    table, no migration), so that ``check`` reports recommender.E001 alone rather than also
+    Django's fields.E300/E307 about a model that does not exist. E001 stops ``migrate``."""
+    try:
+        return apps.get_registered_model("recommender", "PlaceholderItem")
+    except LookupError:
+        pass
+    from django.db import models
+
+    class PlaceholderItem(models.Model):
+        class Meta:
+            app_label = "recommender"
+            managed = False
+
+    return PlaceholderItem
 
 
 #: Labels of the built-in event types (the admin's filter and forms); others show their name.

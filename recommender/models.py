@@ -56,6 +56,10 @@ class Interaction(models.Model):
         _("context"), max_length=100, blank=True, default="",
         help_text=_("The page or recommendation block that led to the event."),
     )
+    ref = models.CharField(
+        _("reference"), max_length=100, blank=True, default="",
+        help_text=_("Set by CSV import: an order or line id that tells otherwise identical rows apart."),
+    )
     dedup_key = models.CharField(
         _("import key"), max_length=32, null=True, blank=True, unique=True, editable=False,
         help_text=_("Set by CSV import so that importing a file twice adds nothing."),
@@ -114,6 +118,8 @@ class TrainingRun(models.Model):
     error = models.TextField(_("error"), blank=True, default="")
     traceback = models.TextField(_("traceback"), blank=True, default="")
     task_id = models.CharField(_("task id"), max_length=64, blank=True, default="")
+    # Celery node name of the worker that claimed the run (its runs fail when it restarts).
+    worker = models.CharField(_("worker"), max_length=200, blank=True, default="")
     requested_by = models.CharField(_("requested by"), max_length=150, blank=True, default="")
 
     class Meta:

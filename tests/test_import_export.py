@@ -104,26 +104,51 @@ def test_import_streams_in_batches(tmp_path, shoppers):
     assert Interaction.objects.count() == 250
 
 
+def stored_rows():
+    """Every stored row of known users, as the CSV round trip must keep it."""
+    return sorted(Interaction.objects.filter(user__isnull=False).values_list(
+        "user__username", "item__stock_code", "event", "value", "timestamp", "ref", "context"))
+
+
 @pytest.mark.django_db
 def test_export_round_trips_through_import(tmp_path, shoppers):
     catalog, alice, bob = shoppers
-    source = write(tmp_path, rows_for(alice, bob))
+    source = write(tmp_path, HEADER.strip() + ",context,ref\n" + (
+        f"{alice.pk},10000,view,,2011-01-02T10:00:00,home,\n"
+        f"{alice.pk},10001,purchase,6,2011-01-02 10:05,,\n"
+        # the same purchase on two orders in the same minute: two rows, told apart by their refs
+        f"{alice.pk},10001,purchase,2,2011-01-02T10:06:00,,536365\n"
+        f"{alice.pk},10001,purchase,2,2011-01-02T10:06:00,,536366\n"
+        f'{bob.pk},10002,rating,4.5,1294000000,"similar, ""quoted""",\n'
+    ))
     call_command("recommender_import", source, "--no-progress", stdout=io.StringIO())
     from recommender import track
 
+    track(bob, catalog[3], "click", value=0.1 + 0.2, context="tracked")  # a float that needs repr
     track("anonymous-session", catalog[0], "view")  # anonymous rows are not exported
+    before = stored_rows()
+    assert len(before) == 6
     exported = tmp_path / "out.csv"
     call_command("recommender_export", "-o", str(exported), stdout=io.StringIO())
     lines = exported.read_text().splitlines()
-    assert lines[0] == HEADER.strip()
-    assert lines[1:] == [
-        f"{alice.pk},10000,view,,2011-01-02T10:00:00+00:00",
-        f"{alice.pk},10001,purchase,6,2011-01-02T10:05:00+00:00",
-        f"{bob.pk},10002,rating,4.5,2011-01-02T20:26:40+00:00",
+    assert lines[0] == "user_id,item_id,event,value,timestamp,ref,context"
+    assert lines[1:5] == [
+        f"{alice.pk},10000,view,,2011-01-02T10:00:00+00:00,,home",
+        f"{alice.pk},10001,purchase,6,2011-01-02T10:05:00+00:00,,",
+        f"{alice.pk},10001,purchase,2,2011-01-02T10:06:00+00:00,536365,",
+        f"{alice.pk},10001,purchase,2,2011-01-02T10:06:00+00:00,536366,",
     ]
     Interaction.objects.all().delete()
-    call_command("recommender_import", str(exported), "--no-progress", stdout=io.StringIO())
-    assert Interaction.objects.filter(user__isnull=False).count() == 3
+    out = io.StringIO()
+    call_command("recommender_import", str(exported), "--no-progress", stdout=out)
+    assert "Imported 6 interactions from 6 rows" in out.getvalue()
+    assert stored_rows() == before  # every row: value, time, ref and context
+    again = tmp_path / "again.csv"
+    call_command("recommender_export", "-o", str(again), stdout=io.StringIO())
+    assert again.read_text() == exported.read_text()
+    out = io.StringIO()
+    call_command("recommender_import", str(exported), "--no-progress", stdout=out)
+    assert "Imported 0 interactions from 6 rows (6 already present)" in out.getvalue()
 
 
 @pytest.mark.django_db
@@ -133,7 +158,23 @@ def test_export_filters(tmp_path, shoppers):
                  stdout=io.StringIO())
     out = io.StringIO()
     call_command("recommender_export", "--event", "rating", "--since", "2011-01-02", stdout=out)
-    assert out.getvalue().splitlines()[1:] == [f"{bob.pk},10002,rating,4.5,2011-01-02T20:26:40+00:00"]
+    assert out.getvalue().splitlines()[1:] == [f"{bob.pk},10002,rating,4.5,2011-01-02T20:26:40+00:00,,"]
+
+
+@pytest.mark.django_db
+def test_naive_times_are_in_time_zone_for_import_and_export(tmp_path, shoppers, settings):
+    catalog, alice, bob = shoppers
+    settings.TIME_ZONE = "Asia/Shanghai"  # UTC+8
+    path = write(tmp_path, HEADER + f"{alice.pk},10000,view,,2011-01-02T10:00:00\n")
+    call_command("recommender_import", path, "--no-progress", stdout=io.StringIO())
+    assert Interaction.objects.get().timestamp.isoformat() == "2011-01-02T02:00:00+00:00"
+    out = io.StringIO()
+    # naive bounds are Shanghai time too: 09:00 there is 01:00 UTC, before the row
+    call_command("recommender_export", "--since", "2011-01-02T09:00", stdout=out)
+    assert out.getvalue().splitlines()[1:] == [f"{alice.pk},10000,view,,2011-01-02T02:00:00+00:00,,"]
+    out = io.StringIO()
+    call_command("recommender_export", "--until", "2011-01-02T09:59", stdout=out)
+    assert out.getvalue().splitlines()[1:] == []
 
 
 @pytest.mark.django_db

@@ -56,6 +56,7 @@ def _post_event(client, item, event="view"):
 
 @pytest.mark.django_db
 def test_anonymous_history_is_merged_at_login(client, catalog, alice):
+    client.get("/")  # the page's {% recommender_script %} starts the session the events go to
     assert _post_event(client, catalog[0]).status_code == 201
     assert _post_event(client, catalog[1], "click").status_code == 201
     anonymous = Interaction.objects.filter(user__isnull=True)
@@ -64,6 +65,7 @@ def test_anonymous_history_is_merged_at_login(client, catalog, alice):
     assert set(Interaction.objects.values_list("user__username", flat=True)) == {"alice"}
     # later anonymous rows of another visitor are untouched
     other = client.__class__()
+    other.get("/")
     _post_event(other, catalog[2])
     assert Interaction.objects.filter(user__isnull=True).count() == 1
 

@@ -6,6 +6,7 @@ from rest_framework import serializers
 
 from recommender.conf import rec_settings
 from recommender.models import Interaction, TrainingRun
+from recommender.tracking.csvformat import clean_value
 
 
 class EventSerializer(serializers.Serializer):
@@ -31,10 +32,16 @@ class EventSerializer(serializers.Serializer):
         except DjangoValidationError:
             raise serializers.ValidationError(_("“%(value)s” is not a valid item key.") % {"value": value}) from None
 
-    def validate_value(self, value):
-        if value is not None and value != value:
-            raise serializers.ValidationError(_("A number is required."))
-        return value
+    def to_internal_value(self, data):
+        attrs = super().to_internal_value(data)
+        # The value as posted (FloatField has turned ``true`` into 1.0), checked by the rule
+        # track() and the CSV import use.
+        raw = data.get("value") if hasattr(data, "get") else None
+        try:
+            attrs["value"] = clean_value(attrs["event"], raw)
+        except ValueError as exc:
+            raise serializers.ValidationError({"value": [str(exc)[:1].upper() + str(exc)[1:] + "."]}) from None
+        return attrs
 
 
 class InteractionSerializer(serializers.ModelSerializer):

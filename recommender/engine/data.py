@@ -15,24 +15,23 @@ Example
 
 from __future__ import annotations
 
-import csv
-import gzip
-import io
-from datetime import UTC, datetime
+from datetime import UTC
 from numbers import Integral, Real
 
 import numpy as np
 import scipy.sparse as sp
 
 from recommender.engine.base import check_param
+from recommender.tracking import csvformat
 
 __all__ = ["DEFAULT_EVENT_WEIGHTS", "build_interaction_matrix", "encode_ids",
            "parse_timestamp", "read_interactions_csv", "read_items_csv"]
 
 SECONDS_PER_DAY = 86_400.0
 
-#: Default weight of each event type (``rating`` uses the event's value).
-DEFAULT_EVENT_WEIGHTS = {"view": 1.0, "click": 2.0, "add_to_cart": 4.0, "purchase": 8.0}
+#: Default weight of each event type: the built-in events of the CSV format
+#: (``rating``: this weight times the event's value).
+DEFAULT_EVENT_WEIGHTS = csvformat.BUILTIN_EVENTS
 
 
 def build_interaction_matrix(user_idx, item_idx, weights=None, timestamps=None, *,
@@ -127,68 +126,84 @@ def encode_ids(ids) -> tuple[np.ndarray, np.ndarray]:
     return codes.astype(np.int64), uniques
 
 
-def parse_timestamp(value: str) -> float:
-    """Unix seconds from a number string or an ISO 8601 date (naive means UTC)."""
-    value = value.strip()
-    if not value:
+def parse_timestamp(value: str, tz=UTC) -> float:
+    """Unix seconds from a number string or an ISO 8601 date; NaN for an empty string.
+
+    A naive date is in ``tz`` (``recommender_evaluate`` passes ``TIME_ZONE``); the rule is
+    :func:`recommender.tracking.csvformat.parse_timestamp`.
+    """
+    if not value.strip():
         return float("nan")
-    try:
-        return float(value)
-    except ValueError:
-        pass
-    dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    return dt.timestamp()
+    return csvformat.parse_timestamp(value, tz).timestamp()
 
 
-def _open_text(path):
-    if str(path).endswith(".gz"):
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="")
-    return open(path, encoding="utf-8-sig", newline="")
+def _records(path):
+    """``(line, row dict)`` of a CSV file with a header; ValueError names the file and line."""
+    with csvformat.open_binary(path) as fh:
+        rows = csvformat.records(fh)
+        try:
+            first = next(rows, None)
+            names = [] if first is None else [name.strip().lower() for name in first[1]]
+            yield 1, names
+            for line, row in rows:
+                if len(row) != len(names):
+                    raise csvformat.CSVFormatError(line, f"expected {len(names)} columns, found {len(row)}")
+                yield line, dict(zip(names, row, strict=True))
+        except csvformat.CSVFormatError as exc:
+            raise ValueError(f"{path}: {exc}") from None
 
 
 def read_interactions_csv(path, event_weights: dict | None = None,
-                          default_weight: float = 1.0) -> dict:
+                          default_weight: float = 1.0, tz=UTC) -> dict:
     """Read ``user_id,item_id,event,value,timestamp`` rows into arrays.
 
     Parameters
     ----------
     path : str or path-like
-        CSV (optionally ``.gz``) with a header row. ``event``, ``value`` and
-        ``timestamp`` columns are optional.
+        CSV (optionally ``.gz``) with a header row, in the format of
+        :mod:`recommender.tracking.csvformat`. ``event``, ``value`` and ``timestamp``
+        columns are optional; other columns (``ref``, ``context``) are ignored.
     event_weights : dict, optional
-        Weight per event type (default :data:`DEFAULT_EVENT_WEIGHTS`). A ``rating``
-        event (or any event without a weight) uses its ``value`` when present, else
-        ``default_weight``.
+        Weight per event type (default :data:`DEFAULT_EVENT_WEIGHTS`); a ``rating``
+        weighs its weight times its value (``csvformat.event_weight``). An event without
+        a weight uses its ``value`` when present, else ``default_weight``.
     default_weight : float
         Weight of events without a type or value.
+    tz : tzinfo
+        Time zone of naive timestamps (default UTC).
 
     Returns
     -------
     dict with ``user_ids``, ``item_ids`` (str arrays), ``events`` (str array),
     ``weights`` and ``timestamps`` (float arrays; NaN where missing).
+
+    Raises ValueError naming the file and line of a value that ``csvformat.clean_value``
+    refuses, an unreadable timestamp or a file that is not CSV text.
     """
     weights_map = DEFAULT_EVENT_WEIGHTS if event_weights is None else event_weights
     users, items, events, weights, stamps = [], [], [], [], []
-    with _open_text(path) as fh:
-        reader = csv.DictReader(fh)
-        missing = {"user_id", "item_id"} - set(reader.fieldnames or [])
-        if missing:
-            raise ValueError(f"{path}: missing column(s) {sorted(missing)}; expected "
-                             "user_id,item_id,event,value,timestamp.")
-        for row in reader:
-            event = (row.get("event") or "").strip()
-            value = (row.get("value") or "").strip()
-            if event in weights_map and event != "rating":
-                weight = float(weights_map[event])
+    records = _records(path)
+    _line, names = next(records)
+    missing = {"user_id", "item_id"} - set(names)
+    if missing:
+        raise ValueError(f"{path}: missing column(s) {sorted(missing)}; expected "
+                         "user_id,item_id,event,value,timestamp.")
+    for line, row in records:
+        event = (row.get("event") or "").strip()
+        try:
+            value = csvformat.clean_value(event, row.get("value") or "")
+            if event in weights_map:
+                weight = csvformat.event_weight(event, value, weights_map)
             else:
-                weight = float(value) if value else default_weight
-            users.append(row["user_id"].strip())
-            items.append(row["item_id"].strip())
-            events.append(event)
-            weights.append(weight)
-            stamps.append(parse_timestamp(row.get("timestamp") or ""))
+                weight = value if value is not None else default_weight
+            stamp = parse_timestamp(row.get("timestamp") or "", tz)
+        except ValueError as exc:
+            raise ValueError(f"{path}: line {line}: {exc}") from None
+        users.append(row["user_id"].strip())
+        items.append(row["item_id"].strip())
+        events.append(event)
+        weights.append(weight)
+        stamps.append(stamp)
     return {"user_ids": np.array(users, dtype=str), "item_ids": np.array(items, dtype=str),
             "events": np.array(events, dtype=str), "weights": np.array(weights, dtype=float),
             "timestamps": np.array(stamps, dtype=float)}
@@ -198,14 +213,14 @@ def read_items_csv(path) -> dict:
     """Read ``item_id,title,description,category,tags`` rows into lists of strings."""
     fields = ("title", "description", "category", "tags")
     out: dict = {"item_ids": []} | {f: [] for f in fields}
-    with _open_text(path) as fh:
-        reader = csv.DictReader(fh)
-        if "item_id" not in (reader.fieldnames or []):
-            raise ValueError(f"{path}: missing column 'item_id'; expected "
-                             "item_id,title,description,category,tags.")
-        for row in reader:
-            out["item_ids"].append(row["item_id"].strip())
-            for f in fields:
-                out[f].append((row.get(f) or "").strip())
+    records = _records(path)
+    _line, names = next(records)
+    if "item_id" not in names:
+        raise ValueError(f"{path}: missing column 'item_id'; expected "
+                         "item_id,title,description,category,tags.")
+    for _line, row in records:
+        out["item_ids"].append(row["item_id"].strip())
+        for f in fields:
+            out[f].append((row.get(f) or "").strip())
     out["item_ids"] = np.array(out["item_ids"], dtype=str)
     return out

@@ -220,16 +220,28 @@ def format_table(rows: list[dict], columns=None, digits: int = 4) -> str:
     return "\n".join([line(columns), sep] + [line(r) for r in cells])
 
 
+def _positive(u, i, w, n_items):
+    """Events that make a (user, item) pair a positive, as in training: the pair's weights
+    add up to more than 0 (an impression weighs 0, a cart removal takes an add back) and
+    the event itself weighs more than 0."""
+    key = u * n_items + i
+    _cells, cell = np.unique(key, return_inverse=True)
+    total = np.bincount(cell, weights=w) if len(w) else np.zeros(0)
+    return (w > 0) & (total[cell] > 0)
+
+
 def evaluate_csv(interactions_path, test_path=None, items_path=None, k: int = 10,
                  algorithms=("popular", "itemknn", "ease", "als"), event_weights=None,
                  test_fraction: float = 0.2, min_interactions: int = 5,
-                 binary: bool = True, params: dict | None = None) -> list[dict]:
+                 binary: bool = True, params: dict | None = None, tz=None) -> list[dict]:
     """Evaluate engines on CSV files (see :mod:`recommender.engine.data` for formats).
 
-    Without ``test_path`` the interactions are split per user by time (last
-    ``test_fraction`` held out). ``binary=True`` counts each (user, item) pair once at its
-    first time; otherwise event weights are summed. ``params`` maps algorithm name to
-    constructor keyword arguments.
+    Only positives count, as in training: a (user, item) pair whose event weights add up
+    to more than 0, through its events of positive weight (impressions and cart removals
+    are never positives). Without ``test_path`` these are split per user by time (last
+    ``test_fraction`` held out). ``binary=True`` counts each pair once at its first time;
+    otherwise event weights are summed. ``params`` maps algorithm name to constructor
+    keyword arguments; ``tz`` is the time zone of naive timestamps (default UTC).
 
     Returns
     -------
@@ -239,8 +251,9 @@ def evaluate_csv(interactions_path, test_path=None, items_path=None, k: int = 10
     from recommender.engine import build_engine
     from recommender.engine.data import read_interactions_csv, read_items_csv
 
-    train_ev = read_interactions_csv(interactions_path, event_weights)
-    test_ev = read_interactions_csv(test_path, event_weights) if test_path else None
+    zone = {} if tz is None else {"tz": tz}
+    train_ev = read_interactions_csv(interactions_path, event_weights, **zone)
+    test_ev = read_interactions_csv(test_path, event_weights, **zone) if test_path else None
     user_ids = np.unique(np.r_[train_ev["user_ids"], test_ev["user_ids"] if test_ev else []])
     items = read_items_csv(items_path) if items_path else None
     known = [train_ev["item_ids"]] + ([test_ev["item_ids"]] if test_ev else [])
@@ -253,6 +266,8 @@ def evaluate_csv(interactions_path, test_path=None, items_path=None, k: int = 10
         return u, i, ev["weights"], ts
 
     u, i, w, ts = events(train_ev)
+    keep = _positive(u, i, w, len(item_ids))
+    u, i, w, ts = u[keep], i[keep], w[keep], ts[keep]
     if binary:
         key = u * len(item_ids) + i
         order = np.lexsort((ts, key))
@@ -265,6 +280,8 @@ def evaluate_csv(interactions_path, test_path=None, items_path=None, k: int = 10
         u, i, w, ts = u[~mask], i[~mask], w[~mask], ts[~mask]
     else:
         tu, ti, tw, _ = events(test_ev)
+        keep = _positive(tu, ti, tw, len(item_ids))
+        tu, ti, tw = tu[keep], ti[keep], tw[keep]
     from recommender.engine.data import build_interaction_matrix
 
     train, stamps = build_interaction_matrix(u, i, w, ts, n_users=shape[0], n_items=shape[1],

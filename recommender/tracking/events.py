@@ -1,10 +1,20 @@
 """Recording interactions from Python: ``track()`` and the login merge."""
 
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from django.db.models import Model
 from django.http import HttpRequest
 from django.utils import timezone
 
 from recommender.conf import rec_settings
 from recommender.models import Interaction
+from recommender.tracking.csvformat import MAX_TEXT_LENGTH, clean_value
+
+if TYPE_CHECKING:
+    from django.contrib.auth.base_user import AbstractBaseUser
 
 #: Session entry that remembers the anonymous session key across login, where
 #: Django gives the session a new key.
@@ -12,7 +22,7 @@ ANON_SESSION_KEY = "_recommender_anon"
 
 
 class TrackingError(ValueError):
-    """A ``track()`` call with an unknown event or no visitor."""
+    """A ``track()`` call with an unknown event, a refused value or no visitor."""
 
 
 def visitor_of(request):
@@ -40,7 +50,8 @@ def check_event(event):
         raise TrackingError(f"Unknown event type {event!r}; known types: {known}.")
 
 
-def track(who, item, event, value=None, context="", timestamp=None):
+def track(who: HttpRequest | AbstractBaseUser | str, item: Model | Any, event: str, value: float | None = None,
+          context: str = "", timestamp: datetime | None = None) -> Interaction | None:
     """Record one interaction with a single INSERT and return it.
 
     Parameters
@@ -53,7 +64,8 @@ def track(who, item, event, value=None, context="", timestamp=None):
         ``view``, ``click``, ``add_to_cart``, ``remove_from_cart``, ``purchase``,
         ``rating`` or a type named in ``RECOMMENDER["EVENT_WEIGHTS"]``.
     value : float, optional
-        Rating, quantity or amount.
+        Rating, quantity or amount; refused (``TrackingError``) when
+        :func:`recommender.tracking.csvformat.clean_value` refuses it.
     context : str, optional
         The page or recommendation block that led to the event.
 
@@ -61,6 +73,10 @@ def track(who, item, event, value=None, context="", timestamp=None):
     anonymous tracking is off.
     """
     check_event(event)
+    try:
+        value = clean_value(event, value)
+    except ValueError as exc:
+        raise TrackingError(f"track(): {exc}.") from None
     if isinstance(who, HttpRequest):
         user, session_key = visitor_of(who)
         if user is None and not session_key:
@@ -80,7 +96,7 @@ def track(who, item, event, value=None, context="", timestamp=None):
         item_id=item_id,
         event=event,
         value=value,
-        context=(context or "")[:100],
+        context=(context or "")[:MAX_TEXT_LENGTH],
         timestamp=timestamp or timezone.now(),
     )
 

@@ -1,21 +1,20 @@
-"""Bulk CSV import and export of interactions (``user_id,item_id,event,value,timestamp``).
+"""Bulk CSV import and export of interactions, in the format of :mod:`recommender.tracking.csvformat`.
 
 Both directions stream: the reader yields one row at a time, rows are inserted
 in batches inside one transaction, and export walks the table with a
 server-side cursor. Importing the same file twice adds nothing: every imported
 row carries a key derived from its content.
 
-An optional sixth column, ``ref`` (an order or invoice number, a line id), is part of
-that key: two rows that are otherwise identical but carry different refs (the same
+The optional ``ref`` column (an order or invoice number, a line id) is stored and is part
+of that key: two rows that are otherwise identical but carry different refs (the same
 product bought in the same quantity in the same minute on two orders) are two
-interactions. Rows with an empty ref have the key they had without the column.
+interactions. Rows with an empty ref have the key they had without the column. The
+optional ``context`` column is stored, not part of the key. Export writes both, so
+exporting and importing into an empty table gives back every row.
 """
 
-import csv
 import datetime as dt
-import gzip
 import hashlib
-import io
 from dataclasses import dataclass, field
 
 from django.contrib.auth import get_user_model
@@ -24,10 +23,8 @@ from django.utils import timezone
 
 from recommender.conf import rec_settings
 from recommender.models import Interaction
+from recommender.tracking import csvformat
 
-HEADER = ["user_id", "item_id", "event", "value", "timestamp"]
-#: An optional last column: a reference that tells identical rows apart (e.g. the order id).
-REF_COLUMN = "ref"
 MAX_REPORTED_ERRORS = 50
 _LOOKUP_CACHE_LIMIT = 500_000
 
@@ -52,64 +49,46 @@ class ImportResult:
     errors: list = field(default_factory=list)
 
 
-def open_text(path):
-    """Open a CSV file for reading as UTF-8 text; ``.gz`` files are decompressed."""
-    if str(path).endswith(".gz"):
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig", newline="")
-    return open(path, encoding="utf-8-sig", newline="")
+def open_csv(path):
+    """Open a CSV file (``.gz``: decompressed) as bytes, for :func:`read_csv`."""
+    return csvformat.open_binary(path)
 
 
-def read_csv(fileobj):
-    """Yield ``(line_no, user_id, item_id, event, value, timestamp, ref)`` from an open CSV file.
+#: The name ``bench/bench_import.py`` uses.
+open_text = open_csv
 
-    ``ref`` is ``""`` when the file has no ``ref`` column.
+
+def read_csv(binary):
+    """Yield ``(line_no, user_id, item_id, event, value, timestamp, ref, context)`` from a CSV file
+    opened with :func:`open_csv`.
+
+    ``ref`` and ``context`` are ``""`` when the file has no such column. A row that cannot
+    be read comes with ``event=None`` and the message in place of the timestamp; a file that
+    stops being readable (truncated gzip, NUL byte, unclosed quote) ends with such a row.
     """
-    reader = csv.reader(fileobj)
-    header = next(reader, None)
-    expected = ",".join(HEADER)
-    if header is None:
-        raise ImportFailed([(1, f"the file is empty; expected the header {expected} (and optionally ,ref)")])
-    names = [h.strip().lower() for h in header]
-    if names not in (HEADER, [*HEADER, REF_COLUMN]):
-        raise ImportFailed([(1, f"the header is {','.join(header)!r}; expected {expected!r} "
-                                f"or {expected + ',' + REF_COLUMN!r}")])
-    columns = len(names)
-    for row in reader:
-        line = reader.line_num
-        if not row or row == [""]:
-            continue
-        if len(row) != columns:
-            yield line, None, None, None, None, f"expected {columns} columns, found {len(row)}", ""
-            continue
-        yield (line, *row) if columns == 6 else (line, *row, "")
-
-
-def parse_timestamp(text, tz):
-    text = text.strip()
-    if not text:
-        raise ValueError("the timestamp is empty")
-    if text.replace(".", "", 1).isdigit():
-        return dt.datetime.fromtimestamp(float(text), tz=dt.UTC)
+    rows = csvformat.records(binary)
     try:
-        value = dt.datetime.fromisoformat(text)
-    except ValueError:
-        raise ValueError(f"the timestamp {text!r} is not ISO 8601 or Unix seconds") from None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=tz)
-    return value
-
-
-def parse_value(text):
-    text = (text or "").strip()
-    if not text:
-        return None
-    try:
-        value = float(text)
-    except ValueError:
-        raise ValueError(f"the value {text!r} is not a number") from None
-    if value != value or value in (float("inf"), float("-inf")):
-        raise ValueError(f"the value {text!r} is not a finite number")
-    return value
+        first = next(rows, None)
+        if first is None:
+            raise ImportFailed([(1, f"the file is empty; expected the header {','.join(csvformat.HEADER)} "
+                                    f"(and optionally ref, context)")])
+        try:
+            names = csvformat.parse_header(first[1])
+        except ValueError as exc:
+            raise ImportFailed([(first[0], str(exc))]) from None
+        columns = len(names)
+        ref_at = names.index("ref") if "ref" in names else None
+        context_at = names.index("context") if "context" in names else None
+        for line, row in rows:
+            if len(row) != columns:
+                yield line, None, None, None, None, f"expected {columns} columns, found {len(row)}", "", ""
+                continue
+            yield (line, *row[:5], row[ref_at] if ref_at is not None else "",
+                   row[context_at] if context_at is not None else "")
+    except csvformat.CSVFormatError as exc:
+        if exc.line == 1:
+            raise ImportFailed([(exc.line, exc.message)]) from None
+        yield exc.line, None, None, None, None, exc.message, "", ""
 
 
 def dedup_key(user_pk, item_pk, event, value, timestamp, ref=""):
@@ -152,7 +131,7 @@ class _BulkWriter:
     after looking up the keys already present.
     """
 
-    FIELDS = ("user", "session_key", "item", "event", "value", "timestamp", "context", "dedup_key")
+    FIELDS = ("user", "session_key", "item", "event", "value", "timestamp", "context", "ref", "dedup_key")
 
     def __init__(self, using=DEFAULT_DB_ALIAS):
         self.using = using
@@ -173,7 +152,7 @@ class _BulkWriter:
             if vendor == "sqlite":
                 adapt = self.connection.ops.adapt_datetimefield_value
                 cursor.executemany(
-                    f"INSERT OR IGNORE INTO {self.table} ({self.columns}) VALUES ({', '.join(['%s'] * 8)})",
+                    f"INSERT OR IGNORE INTO {self.table} ({self.columns}) VALUES ({', '.join(['%s'] * 9)})",
                     [(*row[:5], adapt(row[5]), *row[6:]) for row in rows])
                 return cursor.rowcount
         return self._bulk_create(rows)
@@ -196,13 +175,13 @@ class _BulkWriter:
         return created
 
     def _bulk_create(self, rows):
-        keys = [row[7] for row in rows]
+        keys = [row[8] for row in rows]
         existing = set()
         for chunk in range(0, len(keys), 900):
             existing.update(Interaction.objects.using(self.using).filter(
                 dedup_key__in=keys[chunk:chunk + 900]).values_list("dedup_key", flat=True))
         attnames = [Interaction._meta.get_field(name).attname for name in self.FIELDS]
-        new = [Interaction(**dict(zip(attnames, row, strict=True))) for row in rows if row[7] not in existing]
+        new = [Interaction(**dict(zip(attnames, row, strict=True))) for row in rows if row[8] not in existing]
         Interaction.objects.using(self.using).bulk_create(new, ignore_conflicts=True)
         return len(new)
 
@@ -212,17 +191,19 @@ def import_rows(rows, *, item_field=None, user_field=None, batch_size=None, prog
 
     Parameters
     ----------
-    rows : iterable of ``(line_no, user_id, item_id, event, value, timestamp[, ref])``
+    rows : iterable of ``(line_no, user_id, item_id, event, value, timestamp[, ref[, context]])``
         ``value`` and ``timestamp`` may be strings (as read from CSV) or parsed
         values; a row whose ``event`` is None carries a reading error in ``timestamp``.
-        ``ref`` (optional, a string) tells otherwise identical rows apart.
+        ``ref`` (optional, a string) tells otherwise identical rows apart; ``context``
+        (optional) is the page or block that led to the event.
     item_field, user_field : str
         Fields matched against ``item_id`` / ``user_id`` (default: the settings'
         ``ITEM_FIELDS["external_id"]`` or ``"pk"``, and ``USER_ID_FIELD``).
     progress : callable, optional
         Called with the number of rows handled after each batch.
 
-    Raises ``ImportFailed`` naming each bad line; then nothing is stored.
+    Values and timestamps follow :mod:`recommender.tracking.csvformat` (naive times are in
+    ``TIME_ZONE``). Raises ``ImportFailed`` naming each bad line; then nothing is stored.
     """
     item_field = item_field or rec_settings.item_field("external_id") or "pk"
     user_field = user_field or rec_settings.USER_ID_FIELD or "pk"
@@ -230,7 +211,7 @@ def import_rows(rows, *, item_field=None, user_field=None, batch_size=None, prog
     events = rec_settings.event_weights
     items = _Resolver(rec_settings.item_model(), item_field)
     users = _Resolver(get_user_model(), user_field)
-    tz = timezone.get_current_timezone()
+    tz = timezone.get_default_timezone()
     result = ImportResult()
     writer = _BulkWriter()
 
@@ -243,7 +224,7 @@ def import_rows(rows, *, item_field=None, user_field=None, batch_size=None, prog
         item_map = items.resolve({r[2] for r in batch})
         user_map = users.resolve({r[1] for r in batch})
         new_rows = []
-        for line, user_id, item_id, event, value, ts, ref in batch:
+        for line, user_id, item_id, event, value, ts, ref, context in batch:
             user_pk = user_map.get(user_id)
             item_pk = item_map.get(item_id)
             if user_pk is None:
@@ -257,7 +238,7 @@ def import_rows(rows, *, item_field=None, user_field=None, batch_size=None, prog
                 result.skipped += 1
                 continue
             seen_in_batch.add(key)
-            new_rows.append((user_pk, "", item_pk, event, value, ts, "", key))
+            new_rows.append((user_pk, "", item_pk, event, value, ts, context, ref, key))
         if result.errors:
             return
         created = writer.insert(new_rows)
@@ -267,28 +248,14 @@ def import_rows(rows, *, item_field=None, user_field=None, batch_size=None, prog
     with transaction.atomic():
         batch = []
         for line, user_id, item_id, event, value, ts, *rest in rows:
-            ref = str(rest[0]).strip() if rest and rest[0] is not None else ""
             result.rows += 1
             if event is None:
                 result.errors.append((line, ts))
             else:
                 try:
-                    user_id, item_id = str(user_id).strip(), str(item_id).strip()
-                    if not user_id:
-                        raise ValueError("user_id is empty")
-                    if not item_id:
-                        raise ValueError("item_id is empty")
-                    event = event.strip()
-                    if event not in events:
-                        raise ValueError(f"unknown event {event!r} (known: {', '.join(sorted(events))})")
-                    value = value if isinstance(value, (int, float)) or value is None else parse_value(value)
-                    ts = ts if isinstance(ts, dt.datetime) else parse_timestamp(ts, tz)
-                    if timezone.is_naive(ts):
-                        ts = ts.replace(tzinfo=tz)
+                    batch.append(_clean_row(line, user_id, item_id, event, value, ts, rest, events, tz))
                 except ValueError as exc:
                     result.errors.append((line, str(exc)))
-                else:
-                    batch.append((line, user_id, item_id, event, value, ts, ref))
             if len(result.errors) >= MAX_REPORTED_ERRORS:
                 raise ImportFailed(result.errors[:MAX_REPORTED_ERRORS], truncated=True)
             if len(batch) >= batch_size:
@@ -306,23 +273,40 @@ def import_rows(rows, *, item_field=None, user_field=None, batch_size=None, prog
     return result
 
 
-def _format_value(value):
-    if value is None:
-        return ""
-    return str(int(value)) if float(value).is_integer() else repr(value)
+def _clean_row(line, user_id, item_id, event, value, ts, rest, events, tz):
+    """One row with its ids stripped and its value and time checked, or ValueError."""
+    ref = str(rest[0]).strip() if rest and rest[0] is not None else ""
+    context = str(rest[1]).strip() if len(rest) > 1 and rest[1] is not None else ""
+    user_id, item_id = str(user_id).strip(), str(item_id).strip()
+    if not user_id:
+        raise ValueError("user_id is empty")
+    if not item_id:
+        raise ValueError("item_id is empty")
+    event = event.strip()
+    if event not in events:
+        raise ValueError(f"unknown event {event!r} (known: {', '.join(sorted(events))})")
+    for name, text in (("ref", ref), ("context", context)):
+        if len(text) > csvformat.MAX_TEXT_LENGTH:
+            raise ValueError(f"the {name} is longer than {csvformat.MAX_TEXT_LENGTH} characters")
+    value = csvformat.clean_value(event, value)
+    if isinstance(ts, dt.datetime):
+        ts = csvformat.check_timestamp(ts, tz)
+    else:
+        ts = csvformat.parse_timestamp(str(ts), tz)
+    return line, user_id, item_id, event, value, ts, ref, context
 
 
 def export_rows(queryset=None, *, item_field=None, user_field=None, chunk_size=5000):
-    """Yield CSV rows (lists of strings) for interactions of known users, in time order."""
+    """Yield CSV rows (lists of strings, :data:`csvformat.EXPORT_HEADER`) for interactions of
+    known users, in time order."""
     item_field = item_field or rec_settings.item_field("external_id") or "pk"
     user_field = user_field or rec_settings.USER_ID_FIELD or "pk"
     qs = queryset if queryset is not None else Interaction.objects.all()
     user_col = "user_id" if user_field in ("pk", "id") else f"user__{user_field}"
     item_col = "item_id" if item_field == "pk" else f"item__{item_field}"
     qs = qs.filter(user__isnull=False).order_by("timestamp", "id")
-    utc = dt.UTC
-    for user_id, item_id, event, value, ts in qs.values_list(
-        user_col, item_col, "event", "value", "timestamp"
+    for user_id, item_id, event, value, ts, ref, context in qs.values_list(
+        user_col, item_col, "event", "value", "timestamp", "ref", "context"
     ).iterator(chunk_size=chunk_size):
-        yield [str(user_id), str(item_id), event, _format_value(value),
-               ts.astimezone(utc).isoformat()]
+        yield [str(user_id), str(item_id), event, csvformat.format_value(value),
+               csvformat.format_timestamp(ts), ref, context]

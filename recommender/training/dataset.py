@@ -5,6 +5,7 @@ model instances) and collected into compact numpy arrays chunk by chunk, so a
 table of 10M interactions costs a few hundred MB, not gigabytes of objects.
 """
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,6 +15,9 @@ from django.db import connections
 from recommender.conf import rec_settings
 from recommender.engine.data import build_interaction_matrix
 from recommender.models import Interaction
+from recommender.tracking.csvformat import MAX_ABS_WEIGHT, event_weight
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -26,6 +30,7 @@ class InteractionData:
     n_interactions: int
     cutoff: float | None  # unix seconds of the latest interaction used
     timestamps: sp.csr_matrix | None = None  # latest unix time per cell, same pattern as matrix
+    skipped: int = 0  # rows left out because their weight is not finite or beyond ±MAX_ABS_WEIGHT
 
     def user_index(self, user_pk):
         """Row of a user, or None for a user with no interactions."""
@@ -41,7 +46,9 @@ def interaction_arrays(queryset=None, *, chunk_size=100_000, event_weights=None)
     """Stream ``(user pk, item pk, weight, unix time)`` arrays of users' interactions, in time order.
 
     A rating's weight is the event weight times the rating; other events use
-    their weight alone (repeats add up in the matrix).
+    their weight alone (repeats add up in the matrix): ``csvformat.event_weight``, which the
+    PostgreSQL query computes in SQL. Weights are float64 here, so a value too large for the
+    float32 matrix is still seen as such by :func:`load_interactions`.
     """
     weights = event_weights or rec_settings.event_weights
     qs = Interaction.objects.all() if queryset is None else queryset
@@ -57,14 +64,12 @@ def interaction_arrays(queryset=None, *, chunk_size=100_000, event_weights=None)
 
     def pack():
         parts.append((np.array(users, dtype=np.int64), np.array(items, dtype=np.int64),
-                      np.array(w, dtype=np.float32), np.array(ts, dtype=np.float64)))
+                      np.array(w, dtype=np.float64), np.array(ts, dtype=np.float64)))
         for column in (users, items, w, ts):
             column.clear()
 
     for user_id, item_id, event, value, when in rows:
-        weight = weights.get(event, 0.0)
-        if event == "rating" and value is not None:
-            weight *= value
+        weight = event_weight(event, value, weights)
         users.append(user_id)
         items.append(item_id)
         w.append(weight)
@@ -92,8 +97,7 @@ def _arrays_postgresql(qs, weights, chunk_size):
         while rows := cursor.fetchmany(chunk_size):
             parts.append(np.array(rows, dtype=np.float64))
     block = np.concatenate(parts) if parts else np.empty((0, 4))
-    return (block[:, 0].astype(np.int64), block[:, 1].astype(np.int64),
-            block[:, 2].astype(np.float32), block[:, 3])
+    return (block[:, 0].astype(np.int64), block[:, 1].astype(np.int64), block[:, 2], block[:, 3])
 
 
 def load_interactions(queryset=None, *, item_ids=None, half_life_days=None, log_damping=False,
@@ -113,6 +117,14 @@ def load_interactions(queryset=None, *, item_ids=None, half_life_days=None, log_
         Also build the matrix of each cell's latest time (for trending and splits).
     """
     users, items, weights, stamps = interaction_arrays(queryset, chunk_size=chunk_size)
+    # Bad values are refused where they enter (csvformat.clean_value); rows stored before
+    # that, or written around it, must not turn the matrix into NaN or infinity.
+    usable = np.isfinite(weights) & (np.abs(weights) <= MAX_ABS_WEIGHT)
+    skipped = int(len(usable) - usable.sum())
+    if skipped:
+        logger.warning("Training data: skipped %d interaction(s) whose weight is not finite or beyond "
+                       "±%g (a value that is not a number, infinite or absurd).", skipped, MAX_ABS_WEIGHT)
+        users, items, weights, stamps = users[usable], items[usable], weights[usable], stamps[usable]
     if item_ids is None:
         item_ids = np.fromiter(rec_settings.item_model()._default_manager.order_by("pk")
                                .values_list("pk", flat=True).iterator(chunk_size=chunk_size), dtype=np.int64)
@@ -138,4 +150,5 @@ def load_interactions(queryset=None, *, item_ids=None, half_life_days=None, log_
             timestamps.eliminate_zeros()
     return InteractionData(matrix=matrix, user_ids=user_ids, item_ids=item_ids,
                            n_interactions=int(len(users)),
-                           cutoff=float(stamps.max()) if len(stamps) else None, timestamps=timestamps)
+                           cutoff=float(stamps.max()) if len(stamps) else None, timestamps=timestamps,
+                           skipped=skipped)

@@ -4,6 +4,7 @@ import json
 import os
 
 from django.core.management.base import BaseCommand, CommandError
+from django.utils import timezone
 
 from recommender.conf import rec_settings
 
@@ -11,9 +12,11 @@ from recommender.conf import rec_settings
 class Command(BaseCommand):
     help = (
         "Evaluate recommender algorithms on CSV files with full ranking over the catalog. "
-        "Interactions use the import format (user_id,item_id,event,value,timestamp); items use "
-        "item_id,title,description,category,tags. Without --test, the last 20%% of each user's "
-        "interactions are held out."
+        "Interactions use the import format (user_id,item_id,event,value,timestamp[,ref][,context]; "
+        "naive timestamps in TIME_ZONE; event weights from RECOMMENDER['EVENT_WEIGHTS']); items use "
+        "item_id,title,description,category,tags. A (user, item) pair is a positive when its event "
+        "weights add up to more than 0, as in training (impressions and cart removals never are). "
+        "Without --test, the last 20%% of each user's positives are held out."
     )
 
     def add_arguments(self, parser):
@@ -38,7 +41,8 @@ class Command(BaseCommand):
             raise CommandError("content and two_tower need --items")
         try:
             table = evaluate_csv(interactions, test_path=test, items_path=items, k=k,
-                                 algorithms=tuple(algorithms), event_weights=rec_settings.event_weights)
+                                 algorithms=tuple(algorithms), event_weights=rec_settings.event_weights,
+                                 tz=timezone.get_default_timezone())
         except ValueError as exc:
             raise CommandError(str(exc)) from None
         if opts["json"]:

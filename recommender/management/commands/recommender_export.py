@@ -1,32 +1,34 @@
 """Write interactions as CSV in the import format, in time order."""
 
 import csv
-import datetime as dt
 
 from django.core.management.base import BaseCommand, CommandError
-from django.utils.dateparse import parse_datetime
+from django.utils import timezone
 
 from recommender.models import Interaction
-from recommender.tracking.importer import HEADER, export_rows
+from recommender.tracking import csvformat
+from recommender.tracking.importer import export_rows
 
 
 def _when(text):
-    value = parse_datetime(text) or (
-        dt.datetime.fromisoformat(text) if len(text) == 10 else None)
-    if value is None:
-        raise CommandError(f"{text!r} is not a date or date-time")
-    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+    """A ``--since``/``--until`` bound: a date or date-time read as the import reads a
+    timestamp (naive: in ``TIME_ZONE``)."""
+    try:
+        return csvformat.parse_timestamp(text, timezone.get_default_timezone())
+    except ValueError as exc:
+        raise CommandError(f"--since/--until: {exc}") from None
 
 
 class Command(BaseCommand):
-    help = ("Export the interactions of known users as CSV (user_id,item_id,event,value,timestamp), "
-            "streaming from the database. Anonymous sessions are not exported.")
+    help = ("Export the interactions of known users as CSV (user_id,item_id,event,value,timestamp,ref,"
+            "context; timestamps in UTC), streaming from the database: importing the file into an empty "
+            "table gives back every row. Anonymous sessions are not exported.")
 
     def add_arguments(self, parser):
         parser.add_argument("-o", "--output", default="-", help="file to write (default: stdout)")
         parser.add_argument("--event", action="append", help="only this event type (repeatable)")
-        parser.add_argument("--since", help="only from this date or date-time (ISO 8601)")
-        parser.add_argument("--until", help="only before this date or date-time (ISO 8601)")
+        parser.add_argument("--since", help="only from this date or date-time (ISO 8601; naive: TIME_ZONE)")
+        parser.add_argument("--until", help="only before this date or date-time (ISO 8601; naive: TIME_ZONE)")
         parser.add_argument("--item-field", help="item field written as item_id")
         parser.add_argument("--user-field", help="user field written as user_id")
 
@@ -42,7 +44,7 @@ class Command(BaseCommand):
         count = 0
         try:
             writer = csv.writer(out, lineterminator="\n")
-            writer.writerow(HEADER)
+            writer.writerow(csvformat.EXPORT_HEADER)
             for row in export_rows(qs, item_field=item_field, user_field=user_field):
                 writer.writerow(row)
                 count += 1

@@ -1,19 +1,20 @@
-"""Bulk-load historic interactions from CSV (user_id,item_id,event,value,timestamp)."""
+"""Bulk-load historic interactions from CSV (user_id,item_id,event,value,timestamp[,ref][,context])."""
 
 import os
 
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from recommender.tracking.importer import ImportFailed, import_rows, open_text, read_csv
+from recommender.tracking.importer import ImportFailed, import_rows, open_csv, read_csv
 
 
 class Command(BaseCommand):
     help = (
         "Import interactions from a CSV file with the header user_id,item_id,event,value,timestamp "
-        "and optionally ,ref (.csv or .csv.gz). All or nothing: a bad row names its line and nothing "
-        "is stored. Importing the same file again adds nothing; rows that are otherwise identical "
-        "are told apart by their ref (e.g. the order id)."
+        "and optionally ref and context (.csv or .csv.gz; naive timestamps in TIME_ZONE). All or "
+        "nothing: a bad row or an unreadable file names its line and nothing is stored. Importing "
+        "the same file again adds nothing; rows that are otherwise identical are told apart by "
+        "their ref (e.g. the order id)."
     )
 
     def add_arguments(self, parser):
@@ -37,13 +38,13 @@ class Command(BaseCommand):
             bar.update(done - bar.n)
 
         try:
-            with open_text(path) as fh:
+            with open_csv(path) as fh:
                 result = import_rows(read_csv(fh), item_field=item_field, user_field=user_field,
                                      batch_size=batch_size, progress=progress)
         except ImportFailed as exc:
             raise CommandError(f"{path}: nothing was imported.\n{exc}") from None
-        except UnicodeDecodeError as exc:
-            raise CommandError(f"{path}: not UTF-8 text ({exc.reason})") from None
+        except OSError as exc:
+            raise CommandError(f"{path}: cannot be read ({exc.strerror or exc})") from None
         finally:
             bar.close()
         self.stdout.write(self.style.SUCCESS(
