@@ -105,3 +105,42 @@ def test_active_run_cannot_be_deleted_and_non_staff_are_kept_out(admin_client, c
     for name in ["changelist", "train", "progress", "chart"]:
         response = client.get(reverse(f"admin:recommender_trainingrun_{name}"))
         assert response.status_code == 302 and "/admin/login/" in response["Location"]
+
+
+@pytest.fixture
+def viewer(django_user_model):
+    """Staff who may only view training runs."""
+    from django.contrib.auth.models import Permission
+
+    user = django_user_model.objects.create_user("vera", "", "pw-vera-123", is_staff=True)
+    user.user_permissions.add(Permission.objects.get(codename="view_trainingrun"))
+    return user
+
+
+@pytest.mark.django_db(transaction=True)
+def test_view_only_staff_cannot_activate_or_train(client, viewer, runs, sent):
+    client.force_login(viewer)
+    url = reverse("admin:recommender_trainingrun_changelist")
+    page = client.get(url)
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "activate_runs" not in html and "train_again" not in html and "Train now" not in html
+    for action, selected in [("activate_runs", runs[0]), ("train_again", runs[3])]:
+        client.post(url, {"action": action, "_selected_action": [selected.pk]})
+    assert TrainingRun.objects.get(algorithm="itemknn", is_active=True).pk == runs[1].pk
+    assert not TrainingRun.objects.filter(status=Status.QUEUED).exists() and sent == []
+    train = reverse("admin:recommender_trainingrun_train")
+    assert client.get(train).status_code == 403
+    assert client.post(train, {"algorithms": ["popular"]}).status_code == 403
+    assert not TrainingRun.objects.filter(algorithm="popular").exists()
+    # viewing is allowed: the chart and the progress
+    assert client.get(reverse("admin:recommender_trainingrun_chart")).status_code == 200
+    assert client.get(reverse("admin:recommender_trainingrun_progress")).status_code == 200
+
+
+@pytest.mark.django_db
+def test_chart_needs_the_view_permission(client, django_user_model, runs):
+    staff = django_user_model.objects.create_user("stan", "", "pw-stan-123", is_staff=True)
+    client.force_login(staff)
+    assert client.get(reverse("admin:recommender_trainingrun_chart")).status_code == 403
+    assert client.get(reverse("admin:recommender_trainingrun_progress")).status_code == 403

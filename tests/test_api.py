@@ -21,6 +21,12 @@ def api():
     return APIClient()
 
 
+def visit(client):
+    """Load a page with ``{% recommender_script %}``, which starts an anonymous visitor's session."""
+    assert client.get("/").status_code == 200
+    return client
+
+
 def test_url_name():
     assert reverse("recommender:events") == URL
 
@@ -102,6 +108,7 @@ def test_session_user_needs_csrf_token(catalog, alice):
 @pytest.mark.django_db
 def test_anonymous_events_are_throttled(api, catalog):
     rates = {"events_anon": "3/min", "events_user": "600/min"}
+    visit(api)
     with override_settings(RECOMMENDER={"ITEM_MODEL": "shop.Product", "THROTTLE_RATES": rates}):
         codes = [api.post(URL, {"item": catalog[0].pk, "event": "view"}, format="json").status_code
                  for _ in range(4)]
@@ -131,5 +138,6 @@ def test_anonymous_history_is_the_sessions_own(api, catalog, alice):
 
     track(alice, catalog[0], "view")
     assert api.get(URL).data["results"] == []
+    visit(api)
     api.post(URL, {"item": catalog[1].pk, "event": "view"}, format="json")
     assert [r["item"] for r in api.get(URL).data["results"]] == [catalog[1].pk]

@@ -73,3 +73,53 @@ def test_recommendations_fast_path_counts_in_the_same_round_trip(redis_cache, ca
     assert responses[1].content == responses[2].content  # served from the stored response
     assert [r["item"] for r in responses[2].json()["results"]] == [catalog[1].pk, catalog[2].pk]
     assert "Retry-After" in responses[3]
+
+
+# The anonymous throttles and X-Forwarded-For ---------------------------------------------------
+
+TRENDING = "/recommender/api/trending/"
+
+
+def _statuses(forwarded_for, **extra):
+    """Anonymous GETs, one per X-Forwarded-For value, from the same REMOTE_ADDR."""
+    api = APIClient()
+    return [api.get(TRENDING, HTTP_X_FORWARDED_FOR=xff, REMOTE_ADDR="192.0.2.7", **extra).status_code
+            for xff in forwarded_for]
+
+
+@pytest.fixture
+def anon_rate():
+    overrides = {"ITEM_MODEL": "shop.Product", "THROTTLE_RATES": {"recommendations_anon": "3/min"}}
+    with override_settings(RECOMMENDER=overrides):
+        yield overrides
+
+
+@pytest.mark.django_db
+def test_rotating_x_forwarded_for_does_not_escape_the_anonymous_throttle(catalog, anon_rate):
+    cache.clear()
+    assert _statuses([f"203.0.113.{n}" for n in range(5)]) == [200, 200, 200, 429, 429]
+
+
+@pytest.mark.django_db
+def test_rotating_x_forwarded_for_through_the_fast_path(redis_cache, catalog, anon_rate):
+    assert _statuses([f"203.0.113.{n}" for n in range(5)]) == [200, 200, 200, 429, 429]
+
+
+@pytest.mark.django_db
+def test_behind_a_trusted_proxy_the_address_it_saw_counts(catalog, anon_rate):
+    cache.clear()
+    with override_settings(RECOMMENDER={**anon_rate, "TRUSTED_PROXY_COUNT": 1}):
+        # the client wrote the first entry; the proxy appended the address it saw
+        first = _statuses([f"{n}.0.0.1, 198.51.100.1" for n in range(4)])
+        second = _statuses(["198.51.100.2", "spoofed, 198.51.100.2"])
+    assert first == [200, 200, 200, 429] and second == [200, 200]
+
+
+@pytest.mark.django_db
+def test_drf_num_proxies_is_used_when_the_app_setting_is_unset(catalog, anon_rate):
+    cache.clear()
+    with override_settings(REST_FRAMEWORK={"NUM_PROXIES": 1}):
+        assert _statuses([f"198.51.100.{n}" for n in range(4)]) == [200, 200, 200, 200]
+    cache.clear()
+    with override_settings(REST_FRAMEWORK={"NUM_PROXIES": 0}):
+        assert _statuses([f"198.51.100.{n}" for n in range(4)]) == [200, 200, 200, 429]

@@ -4,6 +4,7 @@ import re
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.http import JsonResponse
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
@@ -117,12 +118,14 @@ class TrainingRunAdmin(admin.ModelAdmin):
 
     # actions -------------------------------------------------------------------------
 
-    @admin.action(description=_("Train the selected runs' algorithms again now"))
+    # Both actions change what is trained or served: they need the change permission on
+    # training runs (Django hides them from, and refuses them to, view-only staff).
+    @admin.action(description=_("Train the selected runs' algorithms again now"), permissions=["change"])
     def train_again(self, request, queryset):
         names = sorted(set(queryset.values_list("algorithm", flat=True)))
         self._enqueue(request, names)
 
-    @admin.action(description=_("Activate the selected versions (roll back)"))
+    @admin.action(description=_("Activate the selected versions (roll back)"), permissions=["change"])
     def activate_runs(self, request, queryset):
         from recommender.training import services  # lazily: keeps the engine out of web start-up
 
@@ -164,9 +167,13 @@ class TrainingRunAdmin(admin.ModelAdmin):
             *super().get_urls(),
         ]
 
+    def changelist_view(self, request, extra_context=None):
+        extra_context = {"can_train": self.has_change_permission(request), **(extra_context or {})}
+        return super().changelist_view(request, extra_context)
+
     def train_view(self, request):
         if not self.has_change_permission(request):
-            return redirect("admin:index")
+            raise PermissionDenied
         form = TrainForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
             self._enqueue(request, form.cleaned_data["algorithms"])
@@ -186,6 +193,8 @@ class TrainingRunAdmin(admin.ModelAdmin):
                                       for r in rows]})
 
     def chart_view(self, request):
+        if not self.has_view_permission(request):
+            raise PermissionDenied
         metric = request.GET.get("metric", "ndcg")
         if metric not in CHART_METRICS:
             metric = "ndcg"

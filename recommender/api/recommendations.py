@@ -31,6 +31,7 @@ from recommender.api.serializers import (
     recommendation_data,
 )
 from recommender.api.throttling import RecommendationsAnonThrottle, RecommendationsUserThrottle
+from recommender.api.views import APIDefaultsMixin
 from recommender.conf import rec_settings
 from recommender.fastpath import responses
 
@@ -61,7 +62,7 @@ def paginate(request, results, limit, offset):
             "results": [recommendation_data(rec) for rec in results[offset:offset + limit]]}
 
 
-class _RecommendationView(DescribedView, APIView):
+class _RecommendationView(APIDefaultsMixin, DescribedView, APIView):
     permission_classes = [AllowAny]
     throttle_classes = [RecommendationsAnonThrottle, RecommendationsUserThrottle]
     query_serializer = RecommendationQuerySerializer
@@ -90,8 +91,9 @@ class RecommendationsView(_RecommendationView):
         user = request.user if request.user.is_authenticated else None
         target = user
         if "user" in params and (user is None or params["user"] != user.pk):
-            if user is None or not user.is_staff:
-                raise PermissionDenied(_("Only staff can read another user's recommendations."))
+            if user is None or not user.has_perm("recommender.view_interaction"):
+                raise PermissionDenied(_("Reading another user's recommendations needs the "
+                                         "“recommender.view_interaction” permission."))
             target = get_user_model()._default_manager.filter(pk=params["user"]).first()
             if target is None:
                 raise ValidationError({"user": [_("No user with key “%(key)s”.") % {"key": params["user"]}]})

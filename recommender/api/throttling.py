@@ -5,6 +5,7 @@ A scope without a rate is not throttled.
 
 import time
 
+from rest_framework.settings import api_settings
 from rest_framework.throttling import AnonRateThrottle, UserRateThrottle
 
 from recommender.conf import rec_settings
@@ -20,6 +21,21 @@ class _SettingsRateMixin:
 
     def get_rate(self):
         return (rec_settings.THROTTLE_RATES or {}).get(self.scope)
+
+    def get_ident(self, request):
+        """The client's address: REMOTE_ADDR, or behind ``TRUSTED_PROXY_COUNT`` proxies the
+        X-Forwarded-For entry that many places from the right (what the nearest trusted proxy
+        saw). DRF's own ``get_ident`` takes the whole header when ``NUM_PROXIES`` is unset, so
+        a client that writes a new X-Forwarded-For each time escapes the anonymous throttle."""
+        count = rec_settings.TRUSTED_PROXY_COUNT
+        if count is None:
+            count = api_settings.NUM_PROXIES or 0
+        remote_addr = request.META.get("REMOTE_ADDR")
+        forwarded = request.META.get("HTTP_X_FORWARDED_FOR")
+        if not count or not forwarded:
+            return remote_addr
+        addresses = forwarded.split(",")
+        return addresses[-min(count, len(addresses))].strip()
 
     def counter_key(self, request, view):
         """The Redis key counting this request's window; None when not counted in Redis."""
@@ -58,11 +74,9 @@ class _SettingsRateMixin:
             if published.backend()[1] is None:
                 return super().allow_request(request, view)
             return True  # nothing identifies the client
-        _cache, client = published.backend()
-        pipe = client.pipeline(transaction=False)
-        pipe.incr(window)
-        pipe.expire(window, self.duration + 1)
-        count, _ok = pipe.execute()
+        count = published.incr_window(window, self.duration + 1)
+        if count is None:  # Redis unreachable: fail open (published logs it once per outage)
+            return True
         return self.judge(count)
 
     def wait(self):

@@ -1,12 +1,18 @@
-"""Staff API for training: list and inspect training runs, start a training."""
+"""Training API: list and inspect training runs, start a training.
+
+Django model permissions decide, as in the admin: ``recommender.view_trainingrun`` to
+list and read runs, ``recommender.add_trainingrun`` to start a training (superusers have
+both; ``is_staff`` alone gives neither).
+"""
 
 from rest_framework import status
 from rest_framework.generics import ListAPIView, RetrieveAPIView
 from rest_framework.pagination import LimitOffsetPagination
-from rest_framework.permissions import IsAdminUser
+from rest_framework.permissions import DjangoModelPermissions
 from rest_framework.response import Response
 
 from recommender.api.serializers import StartTrainingSerializer, TrainingRunSerializer
+from recommender.api.views import APIDefaultsMixin
 from recommender.models import TrainingRun
 
 try:
@@ -21,14 +27,25 @@ class TrainingRunPagination(LimitOffsetPagination):
     max_limit = 100
 
 
-class TrainingRunsView(ListAPIView):
+class TrainingRunPermissions(DjangoModelPermissions):
+    """Reading runs needs the view permission (DRF's default needs none); starting one, add."""
+
+    perms_map = {
+        **DjangoModelPermissions.perms_map,
+        "GET": ["%(app_label)s.view_%(model_name)s"],
+        "OPTIONS": ["%(app_label)s.view_%(model_name)s"],
+        "HEAD": ["%(app_label)s.view_%(model_name)s"],
+    }
+
+
+class TrainingRunsView(APIDefaultsMixin, ListAPIView):
     """GET: training runs, newest first (`?algorithm=`, `?status=` filter). POST: start a training.
 
     POST `{"algorithms": ["als", "itemknn"]}` queues one run per algorithm
     (`recommender.training.services.enqueue_training`) and answers HTTP 202 with the runs.
     """
 
-    permission_classes = [IsAdminUser]
+    permission_classes = [TrainingRunPermissions]
     serializer_class = TrainingRunSerializer
     pagination_class = TrainingRunPagination
 
@@ -51,10 +68,10 @@ class TrainingRunsView(ListAPIView):
         return Response(TrainingRunSerializer(runs, many=True).data, status=status.HTTP_202_ACCEPTED)
 
 
-class TrainingRunView(RetrieveAPIView):
+class TrainingRunView(APIDefaultsMixin, RetrieveAPIView):
     """One training run: status, progress, data snapshot, metrics, gate decision, error."""
 
-    permission_classes = [IsAdminUser]
+    permission_classes = [TrainingRunPermissions]
     serializer_class = TrainingRunSerializer
     queryset = TrainingRun.objects.all()
 

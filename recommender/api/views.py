@@ -1,21 +1,42 @@
-"""API views: record events and read one's own history."""
+"""API views: record events and read one's own history; the defaults every API view shares."""
 
 from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from rest_framework import status
-from rest_framework.exceptions import ValidationError
+from rest_framework.authentication import SessionAuthentication
+from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.generics import GenericAPIView
 from rest_framework.pagination import CursorPagination
-from rest_framework.permissions import BasePermission
+from rest_framework.permissions import SAFE_METHODS, BasePermission
 from rest_framework.response import Response
 
 from recommender import serving
+from recommender.api.exceptions import exception_handler
+from recommender.api.parsers import PARSER_CLASSES
 from recommender.api.serializers import EventSerializer, InteractionSerializer
 from recommender.api.throttling import EventsAnonThrottle, EventsUserThrottle
 from recommender.conf import rec_settings
 from recommender.models import Interaction
 from recommender.tracking.events import visitor_of
+
+
+class APIDefaultsMixin:
+    """What every recommender API view shares, whatever the site's ``REST_FRAMEWORK`` says:
+    bounded parsers (:mod:`recommender.api.parsers`) and JSON answers for oversized bodies
+    and database outages (:mod:`recommender.api.exceptions`)."""
+
+    parser_classes = PARSER_CLASSES
+
+    def get_exception_handler(self):
+        return exception_handler
+
+
+class NoSession(PermissionDenied):
+    default_detail = gettext_lazy("Anonymous events are recorded in the visitor's session and this request has "
+                                  "none: load a page that includes the recommender script first.")
+    default_code = "no_session"
 
 
 class CanTrack(BasePermission):
@@ -30,11 +51,15 @@ class HistoryPagination(CursorPagination):
     page_size = 50
 
 
-class EventsView(GenericAPIView):
+class EventsView(APIDefaultsMixin, GenericAPIView):
     """POST one event (an object) or a batch (a list, or `{"events": [...]}`); GET your history.
 
     A batch is all or nothing: one invalid event rejects the request with a
     HTTP 400 listing the errors by position, and nothing is stored.
+
+    An anonymous POST needs the CSRF token, as a logged-in one does, and a session that a
+    page started (``{% recommender_script %}`` starts it): the endpoint never creates
+    sessions, so clients without cookies cannot add a session row per request.
     """
 
     permission_classes = [CanTrack]
@@ -46,6 +71,14 @@ class EventsView(GenericAPIView):
         request = self.request
         session_key = getattr(getattr(request, "session", None), "session_key", None)
         return Interaction.objects.for_visitor(request.user, session_key).select_related("item")
+
+    def perform_authentication(self, request):
+        super().perform_authentication(request)
+        # DRF's SessionAuthentication checks CSRF only for the users it authenticates; an
+        # anonymous visitor's events go into their session, so a foreign page must not add
+        # them either.
+        if request.method not in SAFE_METHODS and not request.user.is_authenticated:
+            SessionAuthentication().enforce_csrf(request)
 
     def get(self, request):
         page = self.paginate_queryset(self.get_queryset())
@@ -73,6 +106,9 @@ class EventsView(GenericAPIView):
             errors = self._check_items(serializer.validated_data, errors)
         if any(errors):
             raise ValidationError({"events": errors} if many else errors[0])
+        if not request.user.is_authenticated and getattr(request, "session", None) is not None \
+                and request.session.session_key is None:
+            raise NoSession()
         user, session_key = visitor_of(request)
         now = timezone.now()
         rows = [

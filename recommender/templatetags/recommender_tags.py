@@ -12,6 +12,7 @@ from django.utils.translation import gettext as _
 from recommender import serving
 from recommender.conf import rec_settings
 from recommender.fastpath import blocks
+from recommender.tracking.events import visitor_of
 
 register = template.Library()
 
@@ -21,8 +22,15 @@ def recommender_script(context):
     """The tracking script: records ``data-rec-view`` elements on load and ``data-rec-click`` links.
 
     Put it once, before ``</body>``. It posts to the events endpoint with the
-    page's CSRF token, as DRF's session authentication requires.
+    page's CSRF token, which the endpoint requires from every visitor.
+
+    With ``TRACK_ANONYMOUS`` on, it starts a new anonymous visitor's session on this page
+    (``visitor_of``): the script posts the page's views and impressions at once, and the
+    events endpoint does not create sessions, so they must all find the session ready.
     """
+    request = context.get("request")
+    if request is not None:
+        visitor_of(request)
     token = context.get("csrf_token", "")
     return format_html(
         '<script src="{}" data-endpoint="{}" data-csrf="{}" defer></script>',

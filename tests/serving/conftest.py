@@ -36,7 +36,14 @@ def shelf(catalog):
 
 @pytest.fixture
 def staff(django_user_model):
-    return django_user_model.objects.create_user("sam", "sam@example.com", "pw-sam-123", is_staff=True)
+    from django.contrib.auth.models import Permission
+
+    user = django_user_model.objects.create_user("sam", "sam@example.com", "pw-sam-123", is_staff=True)
+    # the API checks model permissions, not is_staff (docs/reliability-api.md)
+    user.user_permissions.set(Permission.objects.filter(
+        content_type__app_label="recommender",
+        codename__in=["view_trainingrun", "add_trainingrun", "view_interaction"]))
+    return user
 
 
 @pytest.fixture
