@@ -1,6 +1,9 @@
-"""Set up Django for a benchmark on a fresh database: SQLite (temp file) or PostgreSQL."""
+"""Set up Django for a benchmark on a fresh database (SQLite in a temp folder, or PostgreSQL),
+and the options every benchmark shares (``--smoke``, ``--database``)."""
 
 import os
+import secrets
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -8,24 +11,55 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-def setup(backend, name="recommender_bench", fresh=True):
+#: The PostgreSQL server the benchmarks create their databases on (BENCH_POSTGRES_SERVER overrides it).
+SERVER = os.environ.get("BENCH_POSTGRES_SERVER", "postgresql://postgres@127.0.0.1:5432")
+
+
+def add_smoke(parser):
+    """``--smoke``: tiny sizes, a few seconds, the same code path (tests/test_bench_smoke.py)."""
+    parser.add_argument("--smoke", action="store_true",
+                        help="tiny sizes that run in seconds, through the same code (what the tests run)")
+
+
+def add_database(parser, default="recommender_bench"):
+    """``--database``: the PostgreSQL database to drop and create (default ``recommender_bench``)."""
+    parser.add_argument("--database", default=default,
+                        help=f"PostgreSQL database the benchmark drops and creates (default {default})")
+
+
+def missing_tool(name, hint):
+    """Print why a part is skipped when the tool ``name`` is not installed; True if it is missing."""
+    if shutil.which(name):
+        return False
+    print(f"SKIPPED: {name} is not installed ({hint})", flush=True)
+    return True
+
+
+def setup(backend, name="recommender_bench", fresh=True, settings="shopdemo.settings"):
     """Point the demo settings at a new, empty database of ``backend`` and migrate it.
 
     ``fresh=False`` keeps an existing PostgreSQL database (to re-measure on the same data).
     """
     var = tempfile.mkdtemp(prefix="recommender-bench-")
     os.environ["SHOPDEMO_VAR_DIR"] = var
-    os.environ["DJANGO_SETTINGS_MODULE"] = "shopdemo.settings"
+    os.environ["DJANGO_SETTINGS_MODULE"] = settings
     os.environ["DJANGO_DEBUG"] = "0"  # as in production: no query log
+    # With DEBUG off the demo settings need a key of their own, and redirect to HTTPS unless told not to.
+    os.environ.setdefault("DJANGO_SECRET_KEY", "bench-" + os.urandom(24).hex())
+    os.environ.setdefault("DJANGO_HTTPS", "0")
+    # With DEBUG off the demo wants a secret key of its own; gunicorn (bench_serving) inherits it.
+    os.environ.setdefault("DJANGO_SECRET_KEY", secrets.token_urlsafe(50))
+    os.environ.setdefault("DJANGO_HTTPS", "0")  # plain HTTP on loopback: no redirect to https://
     if backend == "postgresql" and not fresh:
-        os.environ["DATABASE_URL"] = f"postgres://postgres@127.0.0.1:5432/{name}"
+        os.environ["DATABASE_URL"] = f"{SERVER}/{name}"
     elif backend == "postgresql":
         import psycopg
+        from psycopg import sql
 
-        with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as conn:
-            conn.execute(f"DROP DATABASE IF EXISTS {name}")
-            conn.execute(f"CREATE DATABASE {name}")
-        os.environ["DATABASE_URL"] = f"postgres://postgres@127.0.0.1:5432/{name}"
+        with psycopg.connect(f"{SERVER}/postgres", autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        os.environ["DATABASE_URL"] = f"{SERVER}/{name}"
     elif backend == "sqlite":
         os.environ["DATABASE_URL"] = f"sqlite:///{var}/bench.sqlite3"
     else:

@@ -1,6 +1,7 @@
 """Import throughput of ``recommender_import`` on a synthetic CSV, and memory while importing.
 
     .venv/bin/python bench/bench_import.py --backend postgresql --rows 1000000
+    .venv/bin/python bench/bench_import.py --smoke         # 2,000 rows: a few seconds
 
 The file has Zipf-distributed items (10k) and users (100k); memory is sampled
 after each batch (resident set size) to show it stays flat while streaming.
@@ -40,15 +41,19 @@ def main():
     parser.add_argument("--backend", choices=["sqlite", "postgresql"], default="sqlite")
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--batch-size", type=int, default=5000)
+    from _django import add_database, add_smoke, make_catalog, setup
+
+    add_database(parser)
+    add_smoke(parser)
     args = parser.parse_args()
-
-    from _django import make_catalog, setup
-
-    var = setup(args.backend)
+    n_items, n_users = 10_000, 100_000
+    if args.smoke:
+        args.rows, args.batch_size, n_items, n_users = 2000, 500, 200, 500
+    var = setup(args.backend, name=args.database)
     from recommender.models import Interaction
     from recommender.tracking.importer import import_rows, open_text, read_csv
 
-    items, users = make_catalog(10_000, 100_000)
+    items, users = make_catalog(n_items, n_users)
     stock_codes = [f"S{i}" for i in range(len(items))]
     path = os.path.join(var, "events.csv")
     t0 = time.perf_counter()

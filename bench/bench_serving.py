@@ -1,6 +1,7 @@
 """Serving speed: the recommendations API against bare Django views, under gunicorn + PostgreSQL + Redis.
 
     .venv/bin/python bench/bench_serving.py            # needs wrk and gunicorn (bench/requirements-bench.txt)
+    .venv/bin/python bench/bench_serving.py --smoke    # tiny data, 1 s per URL
 
 Loads 1M synthetic interactions (100k users, 20k items) into a fresh PostgreSQL
 database, publishes served lists, then for each session engine (--sessions) starts
@@ -8,12 +9,16 @@ gunicorn (2 sync workers, the demo site with two baseline views) and runs wrk wi
 connections on loopback against each URL, each request carrying the session cookie of
 one of 1,000 users. Also times, in process, the server time the three blocks of a
 product page add, rendered every time and reused once stored.
+
+Without gunicorn or wrk the HTTP part is skipped (with a printed reason); ``--smoke``
+also requests each URL once in process, so the URLs and views are checked either way.
 """
 
 import argparse
 import os
 import random
 import re
+import socket
 import statistics
 import subprocess
 import sys
@@ -22,24 +27,29 @@ import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from importlib import import_module
+from importlib.util import find_spec
 from pathlib import Path
+
+from _django import add_smoke, missing_tool
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 DB = "recommender_serve_bench"
 REDIS = "redis://127.0.0.1:6379/13"
 PORT = 8100
+SETTINGS = "serving_settings"  # bench/serving_settings.py: the demo's, behind one trusted proxy
 
 
-def prepare(users, items, interactions, bench_users):
-    """Fill the database, publish lists; the first ``bench_users`` users and 2,000 items with lists."""
-    os.environ["REDIS_URL"] = REDIS
+def prepare(users, items, interactions, bench_users, listed, database, redis_url):
+    """Fill the database, publish lists; the first ``bench_users`` users and ``listed`` items with lists."""
+    os.environ["REDIS_URL"] = redis_url
+    os.environ["SHOPDEMO_URLCONF"] = "shopdemo.bench_urls"  # the server's URLs, for the in-process checks
     from _django import setup
 
-    setup("postgresql", name=DB)
+    setup("postgresql", name=database, settings=SETTINGS)
     import redis
 
-    redis.Redis.from_url(REDIS).flushdb()
+    redis.Redis.from_url(redis_url).flushdb()
     from bench_scale import fill
     from django.contrib.auth import get_user_model
 
@@ -59,16 +69,16 @@ def prepare(users, items, interactions, bench_users):
     published.publish("for_user", "hybrid", {u.pk: a_list() for u in people})
     published.publish("trending", "trending", {0: a_list()})
     published.publish("popular", "popular", {0: a_list()})
-    published.publish("similar", "itemknn", {pk: a_list() for pk in item_pks[:2000]})
-    published.publish("bought_together", "cooccurrence", {pk: a_list() for pk in item_pks[:2000]})
-    return people, item_pks[:2000]
+    published.publish("similar", "itemknn", {pk: a_list() for pk in item_pks[:listed]})
+    published.publish("bought_together", "cooccurrence", {pk: a_list() for pk in item_pks[:listed]})
+    return people, item_pks[:listed]
 
 
-def forget_stored_responses():
+def forget_stored_responses(redis_url):
     """Drop stored API responses and auth records, so each session engine starts cold."""
     import redis
 
-    client = redis.Redis.from_url(REDIS)
+    client = redis.Redis.from_url(redis_url)
     for pattern in ("*recommender:api:*", "*recommender:auth:*"):
         keys = list(client.scan_iter(pattern, count=10_000))
         for start in range(0, len(keys), 10_000):
@@ -99,8 +109,8 @@ def blocks_server_time(people, products, rounds, stored=True):
     ``stored=False`` renders every block (``cache=False``): a page whose blocks nobody
     has seen yet. With ``stored=True`` blocks are reused once rendered: similar items
     and customers-also-bought per product for every visitor, the personal block per user.
-    Products are drawn with Zipf weights over the 2,000 with lists, visitors uniformly
-    from 1,000 users.
+    Products are drawn with Zipf weights over the ones with lists (2,000), visitors uniformly
+    from the users with sessions (1,000).
     """
     from django.contrib.sessions.backends.cached_db import SessionStore
     from django.template import RequestContext, Template
@@ -190,6 +200,8 @@ def first_requests(base, path, cookies, threads=4):
 
 
 def run_wrk(url, path, script, seconds, connections):
+    if seconds <= 0:  # --smoke: no warm-up runs
+        return None
     command = ["wrk", f"-t{min(2, connections)}", f"-c{connections}", f"-d{seconds}s", "--latency",
                "-s", script, url, "--", path]
     out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
@@ -204,6 +216,38 @@ def run_wrk(url, path, script, seconds, connections):
     return {"p50": ms(50), "p99": ms(99), "rps": rps, "non2xx": int(errors.group(1)) if errors else 0}
 
 
+def check_in_process(engine, cookie, product):
+    """Request each URL the benchmark loads once, through Django's test client; fail on a non-200."""
+    from django.test import Client
+    from django.test.utils import override_settings
+
+    name, value = cookie.split("=", 1)
+    paths = [("/bench/bare/", True), ("/bench/bare-user/", True),
+             ("/recommender/api/recommendations/?limit=10", True),
+             (f"/recommender/api/items/{product}/similar/?limit=10", False),
+             ("/recommender/api/trending/?limit=10", False),
+             (f"/bench/product/{product}/no-blocks/", True), (f"/bench/product/{product}/three-blocks/", True)]
+    with override_settings(SESSION_ENGINE=engine):
+        for path, logged_in in paths:
+            client = Client()
+            if logged_in:
+                client.cookies[name] = value
+            start = time.perf_counter()
+            response = client.get(path)
+            ms = (time.perf_counter() - start) * 1000
+            if response.status_code != 200:
+                raise SystemExit(f"in process: GET {path} answered {response.status_code}")
+            if path.startswith("/recommender/api/") and not response.json()["results"]:
+                raise SystemExit(f"in process: GET {path} returned no results")
+            print(f"  in process, {engine.rsplit('.', 1)[1]}: GET {path} 200 ({ms:.1f} ms)", flush=True)
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 ENGINES = {
     "cached_db": "django.contrib.sessions.backends.cached_db",
     "cache": "django.contrib.sessions.backends.cache",
@@ -215,21 +259,27 @@ def serve_and_load(engine, cookies, args, products=None):
     """Start gunicorn with the session ``engine``, run wrk on each URL; ``{name: result}``."""
     script = Path(tempfile.mkdtemp()) / "cookies.lua"
     script.write_text(LUA % ",".join(f'"{c}"' for c in cookies))
-    env = dict(os.environ, DJANGO_SETTINGS_MODULE="shopdemo.settings", SHOPDEMO_URLCONF="shopdemo.bench_urls",
-               DJANGO_DEBUG="0", DB_CONN_MAX_AGE="600", PYTHONPATH=str(ROOT), SHOPDEMO_SESSION_ENGINE=engine)
-    command = [str(ROOT / ".venv/bin/gunicorn"), "shopdemo.wsgi", "-w", str(args.workers),
-               "-b", f"127.0.0.1:{PORT}", "--log-level", "warning"]
+    env = dict(os.environ, DJANGO_SETTINGS_MODULE=SETTINGS, SHOPDEMO_URLCONF="shopdemo.bench_urls",
+               DJANGO_DEBUG="0", DB_CONN_MAX_AGE="600", SHOPDEMO_SESSION_ENGINE=engine,
+               PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), str(HERE), os.environ.get("PYTHONPATH")])))
+    command = [sys.executable, "-m", "gunicorn", "shopdemo.wsgi", "-w", str(args.workers),
+               "-b", f"127.0.0.1:{args.port}", "--log-level", "warning"]
     if args.threads > 1:  # gthread workers: a thread can run while another waits on Redis
         command += ["-k", "gthread", "--threads", str(args.threads)]
     server = subprocess.Popen(command, cwd=ROOT, env=env)
-    base = f"http://127.0.0.1:{PORT}"
+    base = f"http://127.0.0.1:{args.port}"
+    warm_up = 0 if args.smoke else min(3, args.seconds)
     try:
-        for _ in range(100):
+        for _ in range(150):
+            if server.poll() is not None:
+                raise SystemExit(f"gunicorn exited with status {server.returncode}")
             try:
                 urllib.request.urlopen(f"{base}/bench/bare/", timeout=1)
                 break
             except OSError:
                 time.sleep(0.2)
+        else:
+            raise SystemExit("gunicorn did not answer within 30 s")
         paths = {
             "bare Django JSON view": "/bench/bare/",
             "bare view + request.user": "/bench/bare-user/",
@@ -237,7 +287,7 @@ def serve_and_load(engine, cookies, args, products=None):
         }
         first = first_requests(base, paths["recommendations API (own, limit 10)"], cookies)
         for path in paths.values():  # warm up: connections
-            run_wrk(base, path, str(script), 3, args.connections)
+            run_wrk(base, path, str(script), warm_up, args.connections)
         results = {name: run_wrk(base, path, str(script), args.seconds, args.connections)
                    for name, path in paths.items()}
         results["first"] = first
@@ -249,7 +299,7 @@ def serve_and_load(engine, cookies, args, products=None):
                 "trending API (anonymous, limit 10)": "/recommender/api/trending/?limit=10",
             }
             for path in anonymous.values():
-                run_wrk(base, path, str(anon), 3, args.connections)
+                run_wrk(base, path, str(anon), warm_up, args.connections)
             for name, path in anonymous.items():
                 results[name] = run_wrk(base, path, str(anon), args.seconds, args.connections)
         if products:  # the product page with and without three blocks, one client at a time
@@ -257,7 +307,7 @@ def serve_and_load(engine, cookies, args, products=None):
             pages.write_text(PAGES_LUA % (",".join(f'"{c}"' for c in cookies),
                                           ",".join(str(pk) for pk in product_pages(products))))
             for suffix in ("/no-blocks/", "/three-blocks/"):
-                run_wrk(base, suffix, str(pages), 4, 1)  # warm up: stored blocks, connections
+                run_wrk(base, suffix, str(pages), warm_up and 4, 1)  # warm up: stored blocks, connections
             for label, suffix in (("product page, no blocks", "/no-blocks/"),
                                   ("product page, three blocks", "/three-blocks/")):
                 results[label] = run_wrk(base, suffix, str(pages), args.seconds, 1)
@@ -277,16 +327,37 @@ def main():
     parser.add_argument("--sessions", default="cached_db,cache,signed_cookies",
                         help="session engines to compare: " + ", ".join(ENGINES))
     parser.add_argument("--near-cache", choices=("on", "off"), default="on",
-                        help="the cache's near cache of recommender keys and sessions (recommender/near_cache.py)")
+                        help="the cache's near cache of recommender keys and sessions "
+                             "(recommender/fastpath/near_cache.py)")
+    parser.add_argument("--database", default=DB, help=f"PostgreSQL database to drop and create (default {DB})")
+    parser.add_argument("--redis-url", default=REDIS, help=f"Redis database the benchmark empties (default {REDIS})")
+    parser.add_argument("--port", type=int, default=PORT, help=f"gunicorn's port (default {PORT}; 0: any free port)")
+    add_smoke(parser)
     args = parser.parse_args()
+    users, items, bench_users, listed, rounds = 100_000, 20_000, 1000, 2000, (300, 1000)
+    if args.smoke:
+        users, items, bench_users, listed, rounds = 2000, 500, 50, 200, (20, 50)
+        args.interactions, args.seconds, args.connections, args.port = 20_000, 1, 4, 0
+    if args.port == 0:
+        args.port = free_port()
     os.environ["SHOPDEMO_NEAR_CACHE"] = "1" if args.near_cache == "on" else "0"
     sys.path.insert(0, str(HERE))
-    people, products = prepare(100_000, 20_000, args.interactions, 1000)
+    http = not missing_tool("wrk", "apt-get install wrk")
+    if find_spec("gunicorn") is None:
+        print("SKIPPED: gunicorn is not installed (pip install -r bench/requirements-bench.txt)", flush=True)
+        http = False
+    if not http:
+        print("SKIPPED: the HTTP measurements (gunicorn + wrk); the in-process ones still run", flush=True)
+    people, products = prepare(users, items, args.interactions, bench_users, listed, args.database, args.redis_url)
     kind = "sync" if args.threads == 1 else f"gthread x {args.threads}"
     for name in args.sessions.split(","):
-        forget_stored_responses()
-        results = serve_and_load(ENGINES[name], session_cookies(people, ENGINES[name]), args,
-                                 products if name == "cached_db" else None)
+        forget_stored_responses(args.redis_url)
+        cookies = session_cookies(people, ENGINES[name])
+        if args.smoke or not http:
+            check_in_process(ENGINES[name], cookies[0], products[0])
+        if not http:
+            continue
+        results = serve_and_load(ENGINES[name], cookies, args, products if name == "cached_db" else None)
         bare = results["bare Django JSON view"]["p50"]
         bare_user = results["bare view + request.user"]["p50"]
         print(f"\nsessions: {name}; wrk, {args.connections} connections, {args.seconds}s per URL, "
@@ -295,6 +366,9 @@ def main():
         print("| path | req/s | p50 ms | p99 ms | p50 vs bare | p50 vs bare + user | non-2xx |")
         print("|---|---|---|---|---|---|---|")
         first = results.pop("first")
+        failed = [label for label, r in results.items() if r["non2xx"]]
+        if failed and args.smoke:
+            raise SystemExit(f"non-2xx responses (see the table above the error) from: {', '.join(failed)}")
         for label, r in results.items():
             if label.startswith("product page"):
                 continue
@@ -313,8 +387,8 @@ def main():
             print(f"three blocks add p50 {three['p50'] - none['p50']:.2f} ms, p99 {three['p99'] - none['p99']:.2f} ms",
                   flush=True)
     for stored in (False, True):
-        blocks_server_time(people, products, 300, stored)  # warm up (and store, when stored)
-        p50, p99 = blocks_server_time(people, products, 1000, stored)
+        blocks_server_time(people, products, rounds[0], stored)  # warm up (and store, when stored)
+        p50, p99 = blocks_server_time(people, products, rounds[1], stored)
         label = "stored blocks reused" if stored else "every block rendered (cache=False)"
         print(f"\nthree product-page blocks (similar, bought together, for you), in process, {label}: "
               f"p50 {p50:.2f} ms, p99 {p99:.2f} ms of added server time per page", flush=True)

@@ -1,13 +1,14 @@
 """Cost of one ``recommender.track()`` call (one INSERT, autocommit), on SQLite or PostgreSQL.
 
     .venv/bin/python bench/bench_track.py --backend postgresql --calls 5000
+    .venv/bin/python bench/bench_track.py --smoke          # 200 calls on 100 items: a second
 """
 
 import argparse
 import statistics
 import time
 
-from _django import make_catalog, setup
+from _django import add_database, add_smoke, make_catalog, setup
 
 
 def main():
@@ -19,8 +20,13 @@ def main():
                              "atomic: calls inside a transaction that commits every 20 calls, as in "
                              "requests that also write other rows; async-commit: PostgreSQL "
                              "synchronous_commit=off for the connection")
+    add_database(parser)
+    add_smoke(parser)
     args = parser.parse_args()
-    setup(args.backend)
+    n_items, n_users, warm_up = 1000, 100, 200
+    if args.smoke:
+        args.calls, n_items, n_users, warm_up = 200, 100, 20, 20
+    setup(args.backend, name=args.database)
     from django.db import connection, transaction
 
     if args.mode == "async-commit":
@@ -31,9 +37,9 @@ def main():
 
     import recommender
 
-    items, users = make_catalog(1000, 100)
+    items, users = make_catalog(n_items, n_users)
     user_objs = list(get_user_model().objects.filter(pk__in=users))
-    for i in range(200):  # warm up the connection and code paths
+    for i in range(warm_up):  # warm up the connection and code paths
         recommender.track(user_objs[i % len(user_objs)], items[i % len(items)], "view")
     timings = []
     for block in range(0, args.calls, 20):

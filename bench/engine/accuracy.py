@@ -10,6 +10,7 @@ Usage::
 
     .venv/bin/python bench/engine/accuracy.py                      # both datasets
     .venv/bin/python bench/engine/accuracy.py --datasets ml-latest-small --seeds 1
+    .venv/bin/python bench/engine/accuracy.py --smoke              # 300 users x 300 items per dataset
 """
 
 from __future__ import annotations
@@ -26,7 +27,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
-from common import LOADERS, PeerEASE, PeerImplicit, PeerPopular, base_parser, temporal_split  # noqa: E402
+from common import (  # noqa: E402
+    PeerEASE,
+    PeerImplicit,
+    PeerPopular,
+    apply_smoke,
+    base_parser,
+    have_implicit,
+    load_dataset,
+    temporal_split,
+)
 
 from recommender.engine import build_engine  # noqa: E402
 from recommender.engine.data import build_interaction_matrix  # noqa: E402
@@ -114,8 +124,7 @@ def tune_deep(deep_p, grid, fit_tr, val, T_tr, features, k):
 
 def run_dataset(name, args):
     print(f"== {name}", flush=True)
-    u, i, ts, n_items, features = LOADERS[name](args.data_dir / name if name != "online-retail"
-                                                else args.data_dir / name / "online_retail.csv.gz")
+    u, i, ts, n_items, features = load_dataset(name, args)
     train, test, T = temporal_split(u, i, ts, n_items)
     # validation split carved from train, the same way (latest 20% per user)
     fit_tr, val = split_matrix(train, 0.2, timestamps=T)
@@ -129,6 +138,9 @@ def run_dataset(name, args):
     table = []
     only = set(args.only or ())
 
+    def grid(values):  # --smoke: the first point of each tuning grid
+        return values[:1] if args.smoke else values
+
     def want(group):
         return not only or group in only
 
@@ -140,19 +152,20 @@ def run_dataset(name, args):
               flush=True)
 
     # ---- peers ----------------------------------------------------------------------
-    lams = [100.0, 200.0, 300.0, 500.0]
+    lams = grid([100.0, 200.0, 300.0, 500.0])
     if want("peers"):
         add("peer: popularity", run_peer(PeerPopular, train, test, k), "")
-        knn_k = tune("implicit item-kNN K", [20, 50, 100, 200],
-                     lambda K: run_peer(lambda: PeerImplicit("knn", K=K), fit_tr, val, k))
-        add("peer: implicit item-kNN", run_peer(lambda: PeerImplicit("knn", K=knn_k), train,
-                                                test, k), f"K={knn_k}")
-        als_grid = [{"factors": f, "regularization": r, "alpha": a}
-                    for f in (64, 128) for r in (0.01, 0.1) for a in (1.0, 10.0)]
-        als_p = tune("implicit ALS", als_grid, lambda p: run_peer(
-            lambda: PeerImplicit("als", random_state=0, **p), fit_tr, val, k))
-        add("peer: implicit ALS", [run_peer(lambda s=s: PeerImplicit("als", random_state=s, **als_p),
-                                            train, test, k) for s in seeds], str(als_p))
+        if have_implicit("the implicit peers (item-kNN, ALS)"):
+            knn_k = tune("implicit item-kNN K", grid([20, 50, 100, 200]),
+                         lambda K: run_peer(lambda: PeerImplicit("knn", K=K), fit_tr, val, k))
+            add("peer: implicit item-kNN", run_peer(lambda: PeerImplicit("knn", K=knn_k), train,
+                                                    test, k), f"K={knn_k}")
+            als_grid = grid([{"factors": f, "regularization": r, "alpha": a}
+                             for f in (64, 128) for r in (0.01, 0.1) for a in (1.0, 10.0)])
+            als_p = tune("implicit ALS", als_grid, lambda p: run_peer(
+                lambda: PeerImplicit("als", random_state=0, **p), fit_tr, val, k))
+            add("peer: implicit ALS", [run_peer(lambda s=s: PeerImplicit("als", random_state=s, **als_p),
+                                                train, test, k) for s in seeds], str(als_p))
         lam = tune("peer EASE lambda", lams,
                    lambda v: run_peer(lambda: PeerEASE(v), fit_tr, val, k))
         add("peer: EASE (numpy)", run_peer(lambda: PeerEASE(lam), train, test, k),
@@ -164,7 +177,7 @@ def run_dataset(name, args):
 
     def ours_k():
         if "k" not in tuned:
-            tuned["k"] = tune("itemknn k", [20, 50, 100, 200], lambda v: run_ours(
+            tuned["k"] = tune("itemknn k", grid([20, 50, 100, 200]), lambda v: run_ours(
                 lambda: build_engine("itemknn", k=v), fit_tr, val, k)[0])
         return tuned["k"]
 
@@ -186,8 +199,8 @@ def run_dataset(name, args):
         add("ease", run_ours(lambda: build_engine("ease", regularization=ease_lam()), train,
                              test, k)[0], f"regularization={ease_lam()}")
     if want("als"):
-        our_als = [{"factors": f, "regularization": r, "alpha": a}
-                   for f in (64, 128) for r in (0.05, 1.0) for a in (2.0, 10.0)]
+        our_als = grid([{"factors": f, "regularization": r, "alpha": a}
+                        for f in (64, 128) for r in (0.05, 1.0) for a in (2.0, 10.0)])
         our_als_p = tune("ALS", our_als, lambda p: run_ours(
             lambda: build_engine("als", **p), fit_tr, val, k)[0])
         add("als", [run_ours(lambda s=s: build_engine("als", random_state=s, **our_als_p), train,
@@ -212,7 +225,7 @@ def run_dataset(name, args):
             str(deep_p))
     if want("recency") or want("hybrid"):
         # recency of the user's rows (data helper, decay="per_user"), tuned on validation
-        half_lives = [None, 7.0, 30.0, 90.0, 365.0]
+        half_lives = grid([None, 7.0, 30.0, 90.0, 365.0])
         ease_val = build_engine("ease", regularization=ease_lam()).fit(fit_tr)
         users_val = np.flatnonzero(val.getnnz(axis=1) > 0)
 
@@ -261,9 +274,9 @@ def main(argv=None):
                                  "temporal_ease", "content", "two_tower", "recency", "hybrid"],
                         help="run only these rows (peers = all four peers)")
     parser.add_argument("--no-deep-in-hybrid", action="store_true")
-    args = parser.parse_args(argv)
+    args = apply_smoke(parser.parse_args(argv))
     if args.deep_grid is None:
-        args.deep_grid = DEEP_GRID
+        args.deep_grid = DEEP_GRID[:1] if args.smoke else DEEP_GRID
     results = [run_dataset(name, args) for name in args.datasets]
     for res in results:
         print(f"\n### {res['dataset']} ({res['info']}), @{args.k}\n")

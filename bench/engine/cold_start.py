@@ -10,6 +10,7 @@ draws a new set of cold items and trains new models.
 Usage::
 
     .venv/bin/python bench/engine/cold_start.py
+    .venv/bin/python bench/engine/cold_start.py --smoke     # 300 users x 300 items per dataset
 """
 
 from __future__ import annotations
@@ -26,17 +27,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
 import scipy.sparse as sp  # noqa: E402
-from common import LOADERS, base_parser  # noqa: E402
+from common import apply_smoke, base_parser, load_dataset  # noqa: E402
 
 from recommender.engine import build_engine  # noqa: E402
 from recommender.engine.evaluation import format_table, ranking_metrics  # noqa: E402
 
 
 def run(name, args):
-    path = args.data_dir / name
-    if name == "online-retail":
-        path = path / "online_retail.csv.gz"
-    u, i, ts, n_items, features = LOADERS[name](path)
+    u, i, ts, n_items, features = load_dataset(name, args)
     X = sp.csr_matrix((np.ones(len(u), np.float32), (u, i)), shape=(int(u.max()) + 1, n_items))
     rows = []
     for seed in range(args.seeds):
@@ -79,7 +77,7 @@ def run(name, args):
 
 def main(argv=None):
     parser = base_parser(__doc__.splitlines()[0])
-    args = parser.parse_args(argv)
+    args = apply_smoke(parser.parse_args(argv))
     results = [run(name, args) for name in args.datasets]
     for res in results:
         print(f"\n### {res['dataset']}: {res['cold_items']} cold items, {res['users']} users, "

@@ -84,6 +84,40 @@ def load_online_retail(path=DATASETS / "online-retail" / "online_retail.csv.gz")
 
 LOADERS = {"ml-latest-small": load_movielens, "online-retail": load_online_retail}
 
+#: ``--smoke``: users and items kept of each dataset, and TwoTower settings that fit in a second.
+SMOKE_USERS, SMOKE_ITEMS = 300, 300
+SMOKE_DEEP = {"epochs": 2, "patience": 1, "embedding_dim": 16, "hidden_dim": 32, "content_dim": 16,
+              "wide_neighbours": 20}
+
+
+def subsample(users, items, ts, n_items, features, max_users, max_items):
+    """The first ``max_users`` users and, of their items, the ``max_items`` most frequent (re-indexed)."""
+    keep = users < max_users
+    users, items, ts = users[keep], items[keep], ts[keep]
+    top = np.sort(np.argsort(-np.bincount(items, minlength=n_items), kind="stable")[:max_items])
+    keep = np.isin(items, top)
+    users, items, ts = np.unique(users[keep], return_inverse=True)[1], np.searchsorted(top, items[keep]), ts[keep]
+    return users, items, ts, len(top), {key: [values[j] for j in top] for key, values in features.items()}
+
+
+def load_dataset(name, args):
+    """``(users, items, timestamps, n_items, features)`` of dataset ``name``; a small part with ``--smoke``."""
+    path = args.data_dir / name
+    if name == "online-retail":
+        path = path / "online_retail.csv.gz"
+    data = LOADERS[name](path)
+    return subsample(*data, SMOKE_USERS, SMOKE_ITEMS) if args.smoke else data
+
+
+def have_implicit(what):
+    """True if the ``implicit`` library is installed; else print that ``what`` is skipped."""
+    from importlib.util import find_spec
+
+    if find_spec("implicit") is not None:
+        return True
+    print(f"  SKIPPED: {what}: implicit is not installed (pip install -r bench/requirements-bench.txt)", flush=True)
+    return False
+
 
 def temporal_split(users, items, ts, n_items, test_fraction=0.2, min_interactions=5):
     """Per-user temporal split -> (train, test, train_timestamps) CSR matrices."""
@@ -176,4 +210,15 @@ def base_parser(description):
     parser.add_argument("--deep-params", type=json.loads, default={},
                         help='JSON dict of TwoTower parameters, e.g. \'{"epochs": 30}\'')
     parser.add_argument("--json", type=Path, help="also write the results as JSON")
+    parser.add_argument("--smoke", action="store_true",
+                        help=f"the first {SMOKE_USERS} users and {SMOKE_ITEMS} items of each dataset, one seed, "
+                             "one point of each tuning grid, a tiny TwoTower: seconds, through the same code")
     return parser
+
+
+def apply_smoke(args):
+    """With ``--smoke``: one seed and tiny TwoTower settings (``--deep-params`` still win)."""
+    if args.smoke:
+        args.seeds = 1
+        args.deep_params = SMOKE_DEEP | args.deep_params
+    return args

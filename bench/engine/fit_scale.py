@@ -2,12 +2,15 @@
 
     .venv/bin/python bench/engine/fit_scale.py --users 1000000 --items 100000 \
         --interactions 10000000 --algorithms itemknn implicit-cosine als implicit-als
+    .venv/bin/python bench/engine/fit_scale.py --smoke      # 2,000 x 500, 20,000 non-zeros
 
 No database: a synthetic user x item matrix is built in memory, with the item skew of
 ``bench/bench_scale.py`` (item = floor(u**3 * n_items), so a few items are very popular;
 users uniform) and event weights 1-5. Every algorithm is fitted in its own child process
 (so each peak RSS is its own) on the same matrix, saved once to a temporary .npz file.
 ALS: 64 factors, 15 iterations, on 2 threads for implicit; kNN: cosine, K=100.
+The implicit-* fits are skipped, with a printed reason, when implicit is not installed
+(``pip install -r bench/requirements-bench.txt``).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from importlib.util import find_spec
 from pathlib import Path
 
 import numpy as np
@@ -76,10 +80,18 @@ def main():
     parser.add_argument("--repeat", type=int, default=1, help="fits per algorithm (min kept)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--smoke", action="store_true",
+                        help="tiny sizes that run in seconds, through the same code (what the tests run)")
     args = parser.parse_args()
     if args.child:
         print(json.dumps(fit_one(*args.child)))
         return
+    if args.smoke:
+        args.users, args.items, args.interactions, args.repeat = 2000, 500, 20_000, 1
+    if find_spec("implicit") is None and any(a.startswith("implicit-") for a in args.algorithms):
+        print("SKIPPED: the implicit-* fits: implicit is not installed "
+              "(pip install -r bench/requirements-bench.txt)", flush=True)
+        args.algorithms = [a for a in args.algorithms if not a.startswith("implicit-")]
     X = synthetic(args.users, args.items, args.interactions)
     print(f"matrix {X.shape[0]} x {X.shape[1]}, {X.nnz} non-zeros", flush=True)
     results = []

@@ -1,0 +1,205 @@
+"""How different "Similar items" and "Customers also bought" are, and how varied the reasons.
+
+On the UCI Online Retail data (datasets/online-retail), cleaned like the demo loader
+(``shop_load_retail``: identified customers, no cancellations, quantity and price > 0,
+product stock codes only) with the demo's categories (``shopdemo.shop.categories``):
+
+* overlap of the first 11 items of the similar and bought-together lists of each item,
+  old engines (ItemKNN / Cooccurrence) and new ones (SimilarItems / Complements);
+* intra-list category diversity: share of distinct categories in a list and
+  1 - the share of same-category pairs;
+* catalogue coverage of each block (items that appear in some item's list);
+* the share of recommended-for-you cards (Hybrid, 10 per user, users with >= 3 history
+  items) whose reason differs from every earlier card's reason in the same list, with the
+  old reason rule (weighted history, top contributor) and the new one (``refresh._because``);
+* NDCG@10 of each algorithm on the held-out split of bench/engine/accuracy.py (per user,
+  the latest 20% held out; users with < 5 interactions stay in train).
+
+Baskets are a customer's purchases on one day, as ``recommender.training.dataset.basket_matrix``
+builds them; the data has no views, so SimilarItems is content only here.
+
+Usage::
+
+    .venv/bin/python bench/bench_shelf.py            # ~3 minutes on 2 cores
+    .venv/bin/python bench/bench_shelf.py --users 400
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import gzip
+import io
+import os
+import sys
+import time
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "2")
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench" / "engine"))
+
+import numpy as np  # noqa: E402
+import scipy.sparse as sp  # noqa: E402
+from common import temporal_split  # noqa: E402
+
+from recommender.engine import build_engine  # noqa: E402
+from recommender.engine.evaluation import ranking_metrics  # noqa: E402
+from recommender.engine.neighbors import varied_reasons  # noqa: E402
+
+from django.conf import settings  # noqa: E402
+
+settings.configure(USE_I18N=False)  # the demo's category names are marked for translation
+from shopdemo.shop.categories import categorize  # noqa: E402
+
+DATA = ROOT / "datasets" / "online-retail" / "online_retail.csv.gz"
+NON_PRODUCT = {"next day carriage", "packing charge", "high resolution image"}
+LIST = 11
+
+
+def load(path=DATA):
+    users, items, ts, qty = [], [], [], []
+    names = {}
+    with io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="") as fh:
+        for r in csv.DictReader(fh):
+            code, desc = r["StockCode"], (r["Description"] or "").strip()
+            if (not r["CustomerID"] or r["InvoiceNo"].startswith("C") or int(r["Quantity"]) <= 0
+                    or float(r["UnitPrice"]) <= 0 or not code[:1].isdigit() or desc.lower() in NON_PRODUCT):
+                continue
+            users.append(int(float(r["CustomerID"])))
+            items.append(code)
+            ts.append(datetime.strptime(r["InvoiceDate"], "%Y-%m-%d %H:%M").replace(tzinfo=UTC).timestamp())
+            qty.append(int(r["Quantity"]))
+            if desc:
+                names.setdefault(code, Counter())[desc] += 1
+    codes, items = np.unique(np.array(items), return_inverse=True)
+    users = np.unique(np.array(users), return_inverse=True)[1]
+    original = [names[c].most_common(1)[0][0] if c in names else c for c in codes]
+    features = {"title": [o.title() for o in original], "category": [categorize(o) for o in original]}
+    features["description"] = [f"{o} (stock code {c}). Category: {g}." for o, c, g in
+                               zip(original, codes, features["category"], strict=True)]
+    return users, items, np.array(ts), np.array(qty, float), len(codes), features
+
+
+def first_seen(users, items, ts):
+    order = np.lexsort((ts, items, users))
+    u, i, t = users[order], items[order], ts[order]
+    first = np.ones(len(u), bool)
+    first[1:] = (u[1:] != u[:-1]) | (i[1:] != i[:-1])
+    return u[first], i[first], t[first]
+
+
+def baskets_of(users, items, ts, n_items):
+    day = (ts // 86_400).astype(np.int64)
+    keys, group = np.unique(np.column_stack([users, day]), axis=0, return_inverse=True)
+    B = sp.csr_matrix((np.ones(len(items), np.float32), (group.ravel(), items)), shape=(len(keys), n_items))
+    B.data[:] = 1.0
+    return B, keys[:, 0]
+
+
+def lists(model, n_items):
+    return [model.similar_items(i, n=LIST)[0] for i in range(n_items)]
+
+
+def diversity(all_lists, cats):
+    distinct, pairs = [], []
+    for lst in all_lists:
+        if len(lst) < 2:
+            continue
+        c = cats[lst]
+        distinct.append(len(set(c.tolist())) / len(c))
+        same = (c[:, None] == c[None, :]).sum() - len(c)
+        pairs.append(1 - same / (len(c) * (len(c) - 1)))
+    return float(np.mean(distinct)), float(np.mean(pairs))
+
+
+def overlap(a_lists, b_lists):
+    shares = [len(set(a.tolist()) & set(b.tolist())) / min(len(a), len(b))
+              for a, b in zip(a_lists, b_lists, strict=True) if len(a) and len(b)]
+    return float(np.mean(shares))
+
+
+def coverage(all_lists, n_items):
+    return len(set(np.concatenate([lst for lst in all_lists if len(lst)]).tolist())) / n_items
+
+
+def distinct_reason_share(model, X, users, n=10):
+    old_total = new_total = cards = 0
+    for u in users:
+        row = X[u]
+        recs, _s = model.recommend(u, row, n=n)
+        old = [r[0][0] if r else None for r in model.explain_many(u, row, recs, n=1)]
+        binary = row.copy()
+        binary.data[:] = 1.0
+        new = varied_reasons(model.explain_many(u, binary, recs, n=3), 0.5)
+        old_total += len({r for r in old if r is not None})
+        new_total += len({r for r in new if r is not None})
+        cards += len(recs)
+    return old_total / cards, new_total / cards
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--users", type=int, default=300, help="users sampled for the reasons figure")
+    args = parser.parse_args()
+    t0 = time.perf_counter()
+    users, items, ts, qty, n_items, features = load()
+    cats = np.array(features["category"])
+    print(f"{users.max() + 1} customers, {n_items} products, {len(users)} order lines "
+          f"({time.perf_counter() - t0:.0f} s)", flush=True)
+    u1, i1, t1 = first_seen(users, items, ts)
+    train, test, _T = temporal_split(u1, i1, t1, n_items)
+    B, owners = baskets_of(users, items, ts, n_items)
+    X_full = sp.csr_matrix((np.ones(len(u1), np.float32), (u1, i1)), shape=train.shape)
+    engines = {
+        "itemknn (old similar)": ("itemknn", {}),
+        "cooccurrence (old bought together)": ("cooccurrence", {}),
+        "similar (new)": ("similar", {}),
+        "complements llr (new)": ("complements", {}),
+        "complements lift": ("complements", {"measure": "lift"}),
+    }
+    print("\nNDCG@10 on the held-out split (bench/engine/accuracy.py protocol)")
+    evaluated = np.flatnonzero(test.getnnz(axis=1) > 0)
+    full = {}
+    for label, (name, params) in engines.items():
+        start = time.perf_counter()
+        model = build_engine(name, **params).fit(train, item_features=features, baskets=B, basket_users=owners)
+        recs, _s = model.recommend_batch(evaluated, train[evaluated], n=10)
+        m = ranking_metrics(recs, test[evaluated], 10, train.getnnz(axis=0), train.shape[0])
+        full[label] = build_engine(name, **params).fit(X_full, item_features=features, baskets=B,
+                                                       basket_users=owners)
+        print(f"  {label:36s} ndcg={m['ndcg']:.4f} hit_rate={m['hit_rate']:.4f} "
+              f"({time.perf_counter() - start:.0f} s)", flush=True)
+    shelves = {label: lists(model, n_items) for label, model in full.items()}
+    print(f"\nShelves of every item (first {LIST} items)")
+    print(f"  overlap similar vs bought together, old: "
+          f"{overlap(shelves['itemknn (old similar)'], shelves['cooccurrence (old bought together)']):.3f}")
+    print(f"  overlap similar vs bought together, new: "
+          f"{overlap(shelves['similar (new)'], shelves['complements llr (new)']):.3f}")
+    for label, all_lists in shelves.items():
+        distinct, pairs = diversity(all_lists, cats)
+        print(f"  {label:36s} coverage={coverage(all_lists, n_items):.3f} distinct categories={distinct:.3f} "
+              f"1-same-category pairs={pairs:.3f}")
+    titles = features["title"]
+    probe = titles.index("Alarm Clock Bakelike Ivory") if "Alarm Clock Bakelike Ivory" in titles else 198
+    for label in ("itemknn (old similar)", "similar (new)", "cooccurrence (old bought together)",
+                  "complements llr (new)"):
+        print(f"\n  {label} of {titles[probe]!r}:")
+        print("    " + "; ".join(titles[j] for j in shelves[label][probe][:6]))
+    rng = np.random.default_rng(0)
+    weighted = sp.csr_matrix((np.log1p(qty).astype(np.float32), (users, items)), shape=train.shape)
+    weighted.sum_duplicates()
+    eligible = np.flatnonzero(weighted.getnnz(axis=1) >= 3)
+    sample = np.sort(rng.choice(eligible, min(args.users, len(eligible)), replace=False))
+    start = time.perf_counter()
+    hybrid = build_engine("hybrid").fit(weighted, item_features=features)
+    old, new = distinct_reason_share(hybrid, weighted, sample)
+    print(f"\nRecommended for you (hybrid {hybrid.component_names_}, {len(sample)} users with >= 3 items): "
+          f"distinct reasons per card old={old:.3f} new={new:.3f} ({time.perf_counter() - start:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()

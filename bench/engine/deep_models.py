@@ -1,0 +1,182 @@
+"""The deep models side by side: the two-tower model and the sequence model (SASRec-style).
+
+Two measurements:
+
+``refresh``: what a refresh task of the app does with a saved deep model. It trains the
+engine once on the whole dataset (timestamps, item content), saves it, then in a fresh
+interpreter loads it and times one chunk of users the way
+``recommender/training/refresh.py`` does: ``recommend_batch`` (n = 60) for the chunk,
+then ``explain_many`` for each user's top 10, then ``similar_items`` for as many items.
+It reports whether TensorFlow was imported by that process.
+
+``accuracy``: the protocol of ``bench/engine/accuracy.py`` (per-user temporal split,
+latest 20% held out, a validation split carved the same way from train) for the deep
+engines only, with EASE as the reference peer.
+
+Usage::
+
+    .venv/bin/python bench/engine/deep_models.py refresh --engine two_tower --datasets online-retail
+    .venv/bin/python bench/engine/deep_models.py accuracy --engines two_tower sequence --seeds 1
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parents[1]))
+sys.path.insert(0, str(HERE))
+
+import numpy as np  # noqa: E402
+import scipy.sparse as sp  # noqa: E402
+from common import PeerEASE, base_parser, load_dataset, temporal_split  # noqa: E402
+
+from recommender.engine import build_engine  # noqa: E402
+from recommender.engine.evaluation import ranking_metrics, split_matrix  # noqa: E402
+
+#: ``--before``: the TwoTower similarity and explanation code before the cached unit vectors
+#: (norms of all item vectors recomputed per similarity row, one row per explained item).
+_BEFORE = """
+import numpy as np
+from recommender.engine.base import RecommenderBase
+from recommender.engine.deep import TwoTower
+def _similarity_row(self, item_index):
+    V = self.item_vectors_
+    norms = np.linalg.norm(V, axis=1)
+    norms[norms == 0] = 1.0
+    return (V @ V[item_index]) / (norms * norms[item_index])
+TwoTower._similarity_row = _similarity_row
+TwoTower._explain_matrix = RecommenderBase._explain_matrix
+TwoTower._explain_contributions = RecommenderBase._explain_contributions
+"""
+
+_CHUNK_CODE = """
+import sys, time, json
+import numpy as np, scipy.sparse as sp
+from recommender.engine.base import RecommenderBase
+path, users, n_users = sys.argv[1], int(sys.argv[2]), None
+t0 = time.perf_counter()
+model = RecommenderBase.load(path)
+X = sp.load_npz(path + "/matrix.npz").tocsr()
+load = time.perf_counter() - t0
+users = np.arange(min(users, X.shape[0]))
+t0 = time.perf_counter()
+idx, scores = model.recommend_batch(users, X[users], n=60)
+t_rec = time.perf_counter() - t0
+t0 = time.perf_counter()
+for row, u in enumerate(users):
+    top = [int(i) for i in idx[row][:10] if i >= 0]
+    if top:
+        model.explain_many(int(u), X[int(u)], top, n=1)
+t_explain = time.perf_counter() - t0
+t0 = time.perf_counter()
+for item in range(min(len(users), model.n_items_)):
+    model.similar_items(item, n=50)
+t_similar = time.perf_counter() - t0
+print(json.dumps({"load_s": load, "recommend_batch_s": t_rec, "explain_s": t_explain,
+                  "similar_items_s": t_similar, "users": len(users),
+                  "tensorflow_imported": "tensorflow" in sys.modules}))
+"""
+
+
+def refresh(args):
+    for name in args.datasets:
+        u, i, ts, n_items, features = load_dataset(name, args)
+        shape = (int(u.max()) + 1, n_items)
+        X = sp.csr_matrix((np.ones(len(u), np.float32), (u, i)), shape=shape)
+        T = sp.csr_matrix((ts, (u, i)), shape=shape)
+        X.sort_indices()
+        T.sort_indices()
+        params = dict(args.deep_params)
+        start = time.perf_counter()
+        model = build_engine(args.engine, **params).fit(X, item_features=features, timestamps=T)
+        fit_s = time.perf_counter() - start
+        with tempfile.TemporaryDirectory() as tmp:
+            model.save(tmp)
+            sp.save_npz(Path(tmp) / "matrix.npz", X)
+            for code in ([_BEFORE, ""] if args.before else [""]):
+                out = subprocess.run([sys.executable, "-c", code + _CHUNK_CODE, tmp, str(args.users)],
+                                     capture_output=True, text=True, cwd=HERE.parents[1], check=True)
+                result = json.loads(out.stdout.strip().splitlines()[-1])
+                result |= {"dataset": name, "engine": args.engine, "code": "before" if code else "now",
+                           "fit_s": fit_s, "epochs": getattr(model, "epochs_trained_", None)}
+                print(json.dumps({k: round(v, 2) if isinstance(v, float) else v for k, v in result.items()}),
+                      flush=True)
+
+
+def _ndcg(model, train, test, k, rows=None, **fit_kwargs):
+    start = time.perf_counter()
+    model.fit(train, **fit_kwargs)
+    fit_s = time.perf_counter() - start
+    users = np.flatnonzero(test.getnnz(axis=1) > 0)
+    rows = train if rows is None else rows
+    recs, _ = model.recommend_batch(users, rows[users], n=k)
+    metrics = ranking_metrics(recs, test[users], k, train.getnnz(axis=0), train.shape[0])
+    return metrics["ndcg"], fit_s, getattr(model, "epochs_trained_", None)
+
+
+def accuracy(args):
+    results = []
+    for name in args.datasets:
+        u, i, ts, n_items, features = load_dataset(name, args)
+        train, test, T = temporal_split(u, i, ts, n_items)
+        fit_tr, val = split_matrix(train, 0.2, timestamps=T)
+        T_tr = T.multiply(fit_tr > 0).tocsr()
+        T_tr.sort_indices()
+        lam_grid = [100.0, 200.0, 300.0, 500.0]
+        val_ease = {lam: _ndcg_peer(lam, fit_tr, val, args.k) for lam in lam_grid}
+        lam = max(val_ease, key=val_ease.get)
+        peer = _ndcg_peer(lam, train, test, args.k)
+        print(f"== {name}: peer EASE lambda={lam} validation {val_ease[lam]:.4f} test {peer:.4f}", flush=True)
+        for engine in args.engines:
+            params = dict(args.deep_params) if engine == "two_tower" else dict(args.seq_params)
+            v, v_fit, v_ep = _ndcg(build_engine(engine, **params), fit_tr, val, args.k,
+                                   item_features=features, timestamps=T_tr)
+            tests = [_ndcg(build_engine(engine, **(params | {"random_state": s})), train, test, args.k,
+                           item_features=features, timestamps=T) for s in range(args.seeds)]
+            nd = np.array([t[0] for t in tests])
+            row = {"dataset": name, "engine": engine, "params": params, "validation_ndcg": round(v, 4),
+                   "validation_epochs": v_ep, "test_ndcg_mean": round(float(nd.mean()), 4),
+                   "test_ndcg_std": round(float(nd.std()), 4), "vs_peer": round(float(nd.mean() / peer), 3),
+                   "fit_s": round(float(np.mean([t[1] for t in tests])), 1),
+                   "epochs": [t[2] for t in tests], "peer_ease_test": round(peer, 4),
+                   "peer_ease_validation": round(val_ease[lam], 4)}
+            results.append(row)
+            print(json.dumps(row), flush=True)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1))
+
+
+def _ndcg_peer(lam, train, test, k):
+    users = np.flatnonzero(test.getnnz(axis=1) > 0)
+    peer = PeerEASE(lam)
+    peer.fit(train)
+    recs = peer.recommend_batch(users, train[users], k)
+    return ranking_metrics(recs, test[users], k, train.getnnz(axis=0), train.shape[0])["ndcg"]
+
+
+def main(argv=None):
+    parser = base_parser(__doc__.splitlines()[0])
+    parser.add_argument("mode", choices=["refresh", "accuracy"])
+    parser.add_argument("--engine", default="two_tower", help="refresh: the engine to time")
+    parser.add_argument("--engines", nargs="+", default=["two_tower", "sequence"],
+                        help="accuracy: the engines to compare")
+    parser.add_argument("--users", type=int, default=2000, help="refresh: users in the chunk")
+    parser.add_argument("--before", action="store_true",
+                        help="refresh: also time the similarity/explanation code the TwoTower had before")
+    parser.add_argument("--seq-params", type=json.loads, default={},
+                        help="JSON dict of SequenceModel parameters")
+    args = parser.parse_args(argv)
+    (refresh if args.mode == "refresh" else accuracy)(args)
+
+
+if __name__ == "__main__":
+    main()

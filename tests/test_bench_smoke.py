@@ -1,0 +1,149 @@
+"""Every benchmark under bench/ runs in its smoke mode (tiny sizes, same code), as a subprocess.
+
+A model, settings or layout change that breaks a benchmark fails here. The benchmarks on
+PostgreSQL (and Redis) run when DATABASE_URL points at PostgreSQL, as in the second pass
+of './run tests'; on SQLite-only runs they are skipped (failed with REQUIRE_SERVICES=1).
+Benchmark-only tools (gunicorn, wrk, implicit) are optional: without them the scripts
+skip those parts and say so.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from tests.conftest import REQUIRE_SERVICES
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench"
+
+
+def bench_env(tmp_path, **extra):
+    """The environment of a benchmark: temp files under ``tmp_path``, none of the test run's services."""
+    env = {key: value for key, value in os.environ.items()
+           if key not in {"DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "DJANGO_SETTINGS_MODULE",
+                          "SHOPDEMO_VAR_DIR", "SHOPDEMO_URLCONF", "SHOPDEMO_SESSION_ENGINE"}}
+    return env | {"TMPDIR": str(tmp_path), "TF_CPP_MIN_LOG_LEVEL": "3"} | extra
+
+
+def run_smoke(script, tmp_path, *args, env=None, timeout=180):
+    """Run ``bench/<script> --smoke *args``; its stdout, or a failure with the whole output."""
+    proc = subprocess.run([sys.executable, str(BENCH / script), "--smoke", *args], cwd=ROOT,
+                          env=env or bench_env(tmp_path), capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        pytest.fail(f"bench/{script} --smoke {' '.join(args)} exited with {proc.returncode}:\n"
+                    f"{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}")
+    return proc.stdout
+
+
+def needs(message):
+    if REQUIRE_SERVICES:
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture
+def postgres(tmp_path):
+    """``(env, database)`` for a benchmark on the PostgreSQL server of DATABASE_URL; drops the database after."""
+    url = os.environ.get("DATABASE_URL", "")
+    if not url.startswith(("postgres://", "postgresql://")):
+        needs("needs PostgreSQL (DATABASE_URL=postgres://...): benchmark smoke runs on PostgreSQL are skipped")
+    import psycopg
+    from psycopg import sql
+
+    parts = urlsplit(url)
+    server = f"postgresql://{parts.netloc}"
+    database = f"{parts.path.lstrip('/')}_smoke"
+    try:
+        psycopg.connect(f"{server}/postgres", connect_timeout=3).close()
+    except psycopg.OperationalError as exc:
+        needs(f"needs PostgreSQL at {parts.hostname}:{parts.port}: {exc}")
+    yield bench_env(tmp_path, BENCH_POSTGRES_SERVER=server), database
+    with psycopg.connect(f"{server}/postgres", autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database)))
+
+
+@pytest.fixture
+def redis_url():
+    """The Redis database of the cache tests (TEST_REDIS_DB, as in tests/serving/conftest.py)."""
+    import redis
+
+    base = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379"
+    if urlsplit(base).path.strip("/"):
+        base = base.rstrip("/").rsplit("/", 1)[0]
+    url = f"{base}/{os.environ.get('TEST_REDIS_DB', '15')}"
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=3).ping()
+    except Exception as exc:
+        needs(f"needs Redis at {url}: {exc}")
+    return url
+
+
+def test_track_sqlite(tmp_path):
+    out = run_smoke("bench_track.py", tmp_path, "--backend", "sqlite")
+    assert "backend=sqlite mode=autocommit calls=200 " in out
+
+
+def test_import_sqlite(tmp_path):
+    out = run_smoke("bench_import.py", tmp_path, "--backend", "sqlite")
+    assert "backend=sqlite rows=2000 created=2000 " in out
+    assert "re-import of the same file: created=0 skipped=2000 " in out
+
+
+def test_engine_fit_scale(tmp_path):
+    out = run_smoke("engine/fit_scale.py", tmp_path)
+    for name in ("itemknn", "cooccurrence", "als"):
+        assert f"  {name} " in out
+    assert ("implicit-als" in out) != ("SKIPPED: the implicit-* fits" in out)
+
+
+def test_engine_accuracy(tmp_path):
+    # One dataset per script keeps the suite short: accuracy reads MovieLens, cold start Online Retail.
+    out = run_smoke("engine/accuracy.py", tmp_path, "--datasets", "ml-latest-small",
+                    "--json", str(tmp_path / "accuracy.json"))
+    results = json.loads((tmp_path / "accuracy.json").read_text())
+    assert [r["dataset"] for r in results] == ["ml-latest-small"]
+    for result in results:
+        rows = {row["algorithm"]: row for row in result["table"]}
+        assert {"peer: EASE (numpy)", "ease", "temporal_ease", "two_tower (deep)",
+                "hybrid (+ recency rows)"} <= set(rows)
+        assert all(0 < row["ndcg"] <= 1 for row in rows.values())
+    assert ("peer: implicit ALS" in out) != ("SKIPPED: the implicit peers" in out)
+
+
+def test_engine_cold_start(tmp_path):
+    out = run_smoke("engine/cold_start.py", tmp_path, "--datasets", "online-retail")
+    assert "### online-retail: 60 cold items" in out
+    assert "| two_tower " in out
+
+
+@pytest.mark.services
+@pytest.mark.parametrize("script", ["bench_track.py", "bench_import.py"])
+def test_postgresql(script, postgres, tmp_path):
+    env, database = postgres
+    out = run_smoke(script, tmp_path, "--backend", "postgresql", "--database", database, env=env)
+    assert "backend=postgresql " in out
+
+
+@pytest.mark.services
+def test_scale(postgres, tmp_path):
+    """The SQL fill gives every NOT NULL column of the demo Product a value, then each engine fits."""
+    env, database = postgres
+    out = run_smoke("bench_scale.py", tmp_path, "--database", database, env=env)
+    assert "filled 2,000 users, 500 items, 20,000 interactions" in out
+    for name in ("popular", "cooccurrence", "itemknn", "als"):
+        assert f"{name}: fit " in out
+
+
+@pytest.mark.services
+def test_serving(postgres, redis_url, tmp_path):
+    env, database = postgres
+    out = run_smoke("bench_serving.py", tmp_path, "--database", database, "--redis-url", redis_url, env=env)
+    for engine in ("cached_db", "cache", "signed_cookies"):
+        assert f"in process, {engine}: GET /recommender/api/recommendations/?limit=10 200" in out
+    assert "stored blocks reused: p50" in out
+    assert ("sessions: cached_db; wrk" in out) != ("SKIPPED: the HTTP measurements" in out)
