@@ -74,6 +74,8 @@ DEFAULTS = {
         "trending": {"class": "recommender.engine.popular.Trending", "params": {"half_life_days": 7}},
         "itemknn": {"class": "recommender.engine.neighbors.ItemKNN"},
         "cooccurrence": {"class": "recommender.engine.neighbors.Cooccurrence"},
+        "similar": {"class": "recommender.engine.similar.SimilarItems"},
+        "complements": {"class": "recommender.engine.complements.Complements"},
         "ease": {"class": "recommender.engine.ease.EASE"},
         "als": {"class": "recommender.engine.als.ALS"},
         "content": {"class": "recommender.engine.content.ContentBased"},
@@ -81,10 +83,10 @@ DEFAULTS = {
         "hybrid": {"class": "recommender.engine.hybrid.Hybrid"},
     },
     # What "train all" trains, and which algorithm feeds each served list.
-    "TRAIN_ALGORITHMS": ["popular", "trending", "itemknn", "cooccurrence", "hybrid"],
+    "TRAIN_ALGORITHMS": ["popular", "trending", "similar", "complements", "hybrid"],
     "DEFAULT_ALGORITHM": "hybrid",  # "recommended for you"
-    "SIMILAR_ALGORITHM": "itemknn",  # "similar items"
-    "BOUGHT_TOGETHER_ALGORITHM": "cooccurrence",  # "customers also bought"
+    "SIMILAR_ALGORITHM": "similar",  # "similar items": content + co-views (docs/shelf.md)
+    "BOUGHT_TOGETHER_ALGORITHM": "complements",  # "customers also bought": same-basket LLR
     "TRENDING_ALGORITHM": "trending",
     "POPULAR_ALGORITHM": "popular",
     # Training data: recency half-life in days (None: no decay) and log-damped repeats.

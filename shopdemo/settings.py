@@ -1,21 +1,51 @@
 """Settings of the demo shop.
 
 With no environment set it runs on SQLite with no servers (Celery over kombu's
-filesystem transport). Set DATABASE_URL (PostgreSQL), REDIS_URL (cache) and
+filesystem transport) and no cache. Set DATABASE_URL (PostgreSQL), REDIS_URL (cache) and
 CELERY_BROKER_URL (Redis) to run on the real services.
+
+DEBUG is off unless DJANGO_DEBUG=1 (``./run demo`` sets it); with DEBUG off the site
+needs DJANGO_SECRET_KEY and serves HTTPS only (DJANGO_HTTPS=0 for plain HTTP behind
+nothing, e.g. a benchmark on the loopback). ``manage.py check --deploy`` with DEBUG off,
+DJANGO_SECRET_KEY and REDIS_URL set reports one warning, explained at SECURE_HSTS_SECONDS
+below (docs/checks.md).
 """
 
 import os
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("SHOPDEMO_VAR_DIR", BASE_DIR / "var"))
 
-SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "shopdemo-insecure-key-for-local-use-only")
-DEBUG = os.environ.get("DJANGO_DEBUG", "1") == "1"
+# Debug pages show settings and source: only when asked for (./run demo exports DJANGO_DEBUG=1).
+DEBUG = os.environ.get("DJANGO_DEBUG", "0") == "1"
+#: The key in this public repository: anyone can sign sessions and password-reset links with it.
+PUBLIC_SECRET_KEY = "shopdemo-insecure-key-for-local-use-only"
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", PUBLIC_SECRET_KEY)
+if not DEBUG and SECRET_KEY == PUBLIC_SECRET_KEY:
+    raise ImproperlyConfigured(
+        "DEBUG is off and DJANGO_SECRET_KEY is not set: the demo refuses to run with the public key of "
+        "shopdemo/settings.py. Set DJANGO_SECRET_KEY to a long random string (python -c \"import secrets; "
+        "print(secrets.token_urlsafe(50))\"), or DJANGO_DEBUG=1 to run it locally as ./run demo does."
+    )
 ALLOWED_HOSTS = os.environ.get("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,testserver").split(",")
+
+# HTTPS only when DEBUG is off (DJANGO_HTTPS=0 serves plain HTTP; =1 forces it on with DEBUG).
+HTTPS = os.environ.get("DJANGO_HTTPS", "0" if DEBUG else "1") == "1"
+SECURE_SSL_REDIRECT = HTTPS
+SESSION_COOKIE_SECURE = HTTPS
+CSRF_COOKIE_SECURE = HTTPS
+if os.environ.get("DJANGO_TLS_PROXY") == "1":
+    # Behind a proxy that ends TLS and sets X-Forwarded-Proto (only then: a client could send it).
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# security.W004 (check --deploy) stays until DJANGO_HSTS_SECONDS is set: HSTS makes browsers
+# refuse plain HTTP to this host for that long, a promise only the domain's owner can make,
+# and with it Django also warns about SECURE_HSTS_INCLUDE_SUBDOMAINS and SECURE_HSTS_PRELOAD,
+# which commit every subdomain. Start with 3600 and raise it once HTTPS works everywhere.
+SECURE_HSTS_SECONDS = int(os.environ.get("DJANGO_HSTS_SECONDS", "0"))
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -81,8 +111,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 
 REDIS_URL = os.environ.get("REDIS_URL")
 if REDIS_URL:
-    # Django's RedisCache, keeping one redis-py client per process (recommender/cache.py).
-    # Its near cache (recommender/near_cache.py) also keeps the sessions in the process;
+    # Django's RedisCache, keeping one redis-py client per process (recommender/fastpath/redis_cache.py).
+    # Its near cache (recommender/fastpath/near_cache.py) keeps the recommender's keys in the
+    # process, and the sessions too with a cache session engine (SHOPDEMO_SESSION_ENGINE);
     # SHOPDEMO_NEAR_CACHE=0 turns it off (bench/bench_serving.py --near-cache off).
     NEAR_CACHE = {"PREFIXES": ["recommender:", "django.contrib.sessions."]}
     if os.environ.get("SHOPDEMO_NEAR_CACHE", "1") == "0":
@@ -90,10 +121,21 @@ if REDIS_URL:
     CACHES = {"default": {"BACKEND": "recommender.fastpath.redis_cache.RedisCache", "LOCATION": REDIS_URL,
                           "OPTIONS": {"NEAR_CACHE": NEAR_CACHE}}}
 else:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    # No cache: the web server and the Celery worker are separate processes, and a
+    # local-memory cache in each would keep serving the lists the web process cached for
+    # up to a day after the worker published new ones (recommender.W050). Without a cache
+    # every block reads its lists from the database, which the worker updates. check --deploy
+    # says so (recommender.W051): set REDIS_URL in production.
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.dummy.DummyCache"}}
 
+# Sessions in the database: they survive a cache outage. "cached_db" does not: with Redis
+# down, Django 5.2's cached_db raises on creating, loading (it re-caches what it read from
+# the database), saving and deleting a session (tests/shop/test_deploy_settings.py), so
+# every visitor with a session gets an error page. "signed_cookies" would change the session
+# key whenever the session changes, and anonymous history is kept by that key. The cost of
+# "db" is one primary-key query per request with a session.
 # SHOPDEMO_SESSION_ENGINE lets bench/bench_serving.py compare session engines.
-SESSION_ENGINE = os.environ.get("SHOPDEMO_SESSION_ENGINE", "django.contrib.sessions.backends.cached_db")
+SESSION_ENGINE = os.environ.get("SHOPDEMO_SESSION_ENGINE", "django.contrib.sessions.backends.db")
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},

@@ -4,10 +4,17 @@ import os
 import tempfile
 
 os.environ.setdefault("SHOPDEMO_VAR_DIR", tempfile.mkdtemp(prefix="shopdemo-test-"))
+# The demo settings refuse DEBUG off (their default) with their public key, and turn on HTTPS.
+os.environ.setdefault("DJANGO_SECRET_KEY", "tests-only-key-not-used-anywhere-else")
+os.environ.setdefault("DJANGO_HTTPS", "0")
 
 from shopdemo.settings import *  # noqa: E402,F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+# The serving tests publish their lists under these algorithm names (the engines behind
+# the shelves are tested in tests/engine/test_shelf_engines.py).
+RECOMMENDER = {**RECOMMENDER, "SIMILAR_ALGORITHM": "itemknn", "BOUGHT_TOGETHER_ALGORITHM": "cooccurrence",  # noqa: F405
+               "TRAIN_ALGORITHMS": ["popular", "trending", "itemknn", "cooccurrence", "hybrid"]}
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 SESSION_ENGINE = "django.contrib.sessions.backends.db"
 DEBUG = False

@@ -53,8 +53,12 @@ class InteractionAdmin(admin.ModelAdmin):
         term = search_term.strip()
         if not term:
             return queryset, False
-        users = get_user_model()._default_manager.filter(
-            Q(**{f"{get_user_model().USERNAME_FIELD}__iexact": term}) | Q(email__iexact=term))
+        user_model = get_user_model()
+        user_q = Q(**{f"{user_model.USERNAME_FIELD}__iexact": term})
+        email = getattr(user_model, "EMAIL_FIELD", "email")  # a custom user model may have none
+        if any(field.name == email for field in user_model._meta.get_fields()):
+            user_q |= Q(**{f"{email}__iexact": term})
+        users = user_model._default_manager.filter(user_q)
         item_model = rec_settings.item_model()
         item_q = Q()
         title = rec_settings.item_field("title")
