@@ -82,7 +82,7 @@ WSGI_APPLICATION = "shopdemo.wsgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [],
+        "DIRS": [BASE_DIR / "shopdemo" / "templates"],  # the admin's favicon (admin/base_site.html)
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [

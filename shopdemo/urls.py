@@ -4,7 +4,9 @@ from django.conf import settings
 from django.conf.urls.static import static
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
+from django.templatetags.static import static as static_url
 from django.urls import include, path
+from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 urlpatterns = [
@@ -17,7 +19,9 @@ urlpatterns = [
     # OpenAPI schema of the recommender API, with Swagger UI and ReDoc (no CDN needed).
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
-    path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
+    path("api/redoc/", SpectacularRedocView.as_view(url_name="schema", template_name="shop/api/redoc.html"),
+         name="redoc"),
+    path("favicon.ico", RedirectView.as_view(url=static_url("shop/favicon.svg"), permanent=True)),
     path("", include("shopdemo.shop.urls")),
 ]
 # Uploaded product images while DEBUG (static() adds nothing otherwise: serve MEDIA_ROOT
