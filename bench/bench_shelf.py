@@ -45,12 +45,11 @@ sys.path.insert(0, str(ROOT / "bench" / "engine"))
 import numpy as np  # noqa: E402
 import scipy.sparse as sp  # noqa: E402
 from common import temporal_split  # noqa: E402
+from django.conf import settings  # noqa: E402
 
 from recommender.engine import build_engine  # noqa: E402
 from recommender.engine.evaluation import ranking_metrics  # noqa: E402
 from recommender.engine.neighbors import varied_reasons  # noqa: E402
-
-from django.conf import settings  # noqa: E402
 
 settings.configure(USE_I18N=False)  # the demo's category names are marked for translation
 from shopdemo.shop.categories import categorize  # noqa: E402

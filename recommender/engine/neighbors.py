@@ -22,7 +22,7 @@ import numpy as np
 from recommender.engine._sparse import column_norms, cosine_neighbours, gram_topk, safe_inverse
 from recommender.engine.base import RecommenderBase, check_param
 
-__all__ = ["Cooccurrence", "ItemKNN", "ItemItemRecommender"]
+__all__ = ["Cooccurrence", "ItemKNN", "ItemItemRecommender", "varied_reasons"]
 
 
 class ItemItemRecommender(RecommenderBase):
@@ -132,3 +132,31 @@ class Cooccurrence(ItemItemRecommender):
             return v
 
         self.similarity_ = gram_topk(B, self.k, normalise)
+
+
+def varied_reasons(contributions: list[list[tuple[int, float]]], tolerance: float = 0.5) -> list[int | None]:
+    """One history item per recommended item, in rank order, varied across a block.
+
+    ``contributions`` is :meth:`RecommenderBase.explain_many`'s answer (the top few
+    contributing history items of each recommended item, largest first). Each item gets its
+    largest contributor, unless another contributor gave at least ``tolerance`` times as
+    much and was named fewer times so far in the block; ties keep the larger contribution.
+
+    Example
+    -------
+    >>> varied_reasons([[(7, 1.0), (3, 0.9)], [(7, 1.0), (3, 0.6)], [(7, 1.0)]])
+    [7, 3, 7]
+    """
+    check_param("tolerance", tolerance, Real, 0, 1)
+    named: dict[int, int] = {}
+    out = []
+    for contrib in contributions:
+        if not contrib:
+            out.append(None)
+            continue
+        top = contrib[0][1]
+        close = [(item, value) for item, value in contrib if value >= tolerance * top]
+        item = min(close, key=lambda pair: (named.get(pair[0], 0), -pair[1]))[0]
+        named[item] = named.get(item, 0) + 1
+        out.append(int(item))
+    return out

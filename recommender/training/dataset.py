@@ -152,3 +152,71 @@ def load_interactions(queryset=None, *, item_ids=None, half_life_days=None, log_
                            n_interactions=int(len(users)),
                            cutoff=float(stamps.max()) if len(stamps) else None, timestamps=timestamps,
                            skipped=skipped)
+
+
+#: Events whose items make a basket ("customers also bought") and whose items are compared
+#: by co-viewing ("similar items").
+BASKET_EVENTS = ("purchase",)
+VIEW_EVENTS = ("view", "click")
+DAY = 86_400
+
+
+def _grouped_matrix(data, events, by_day):
+    """Rows grouped per user (and UTC day if ``by_day``) or per anonymous session:
+    ``(0/1 groups x items matrix, interaction-matrix row of each group's user or -1)``."""
+    rows = (Interaction.objects.filter(event__in=events).order_by()
+            .values_list("user_id", "session_key", "item_id", "timestamp").iterator(chunk_size=100_000))
+    users, sessions, items, days = [], [], [], []
+    for user, session, item, when in rows:
+        users.append(-1 if user is None else user)
+        sessions.append(session if user is None else "")
+        items.append(item)
+        days.append(int(when.timestamp() // DAY) if by_day else 0)
+    users, items, days = (np.asarray(a, dtype=np.int64) for a in (users, items, days))
+    sessions = np.asarray(sessions, dtype=object)
+    columns = np.searchsorted(data.item_ids, items)
+    known = (columns < len(data.item_ids)) & (data.item_ids[np.minimum(columns, len(data.item_ids) - 1)] == items)
+    known &= (users >= 0) | (sessions != "")
+    users, sessions, columns, days = users[known], sessions[known], columns[known], days[known]
+    member = users >= 0
+    user_keys, user_groups = np.unique(np.column_stack([users[member], days[member]]).reshape(-1, 2),
+                                       axis=0, return_inverse=True)
+    session_keys, session_groups = np.unique(sessions[~member].astype(str), return_inverse=True)
+    groups = np.empty(len(users), dtype=np.int64)
+    groups[member] = user_groups.ravel()
+    groups[~member] = len(user_keys) + session_groups.ravel()
+    positions = np.searchsorted(data.user_ids, user_keys[:, 0]) if len(user_keys) else np.empty(0, np.int64)
+    found = (positions < len(data.user_ids)) & (
+        data.user_ids[np.minimum(positions, max(len(data.user_ids) - 1, 0))] == user_keys[:, 0]) \
+        if len(data.user_ids) else np.zeros(len(positions), bool)
+    owners = np.concatenate([np.where(found, positions, -1), np.full(len(session_keys), -1)]).astype(np.int64)
+    M = sp.csr_matrix((np.ones(len(groups), np.float32), (groups, columns)),
+                      shape=(len(owners), len(data.item_ids)))
+    M.sum_duplicates()
+    M.data[:] = 1.0
+    return M, owners
+
+
+def basket_matrix(data):
+    """Baskets x items: the purchases of one anonymous session, or of one user on one (UTC) day.
+
+    ``Interaction.ref`` is not used: the CSV importer sets it only on rows that repeat another
+    (an order *or line* id, so it does not name a whole order).
+    """
+    return _grouped_matrix(data, BASKET_EVENTS, by_day=True)
+
+
+def view_matrix(data):
+    """Visitors x items: the items each user or anonymous session viewed or clicked."""
+    return _grouped_matrix(data, VIEW_EVENTS, by_day=False)
+
+
+def engine_inputs(model, data):
+    """The extra ``fit`` keyword arguments an engine asks for in its ``fit_inputs``."""
+    wanted = getattr(model, "fit_inputs", ())
+    extras = {}
+    if "baskets" in wanted:
+        extras["baskets"], extras["basket_users"] = basket_matrix(data)
+    if "views" in wanted:
+        extras["views"], extras["view_users"] = view_matrix(data)
+    return extras

@@ -9,6 +9,7 @@ skipped, so a late chunk never overwrites a newer version's lists.
 import numpy as np
 
 from recommender.conf import rec_settings
+from recommender.engine.neighbors import varied_reasons
 from recommender.models import Interaction, ServedList, TrainingRun
 from recommender.serving import published
 from recommender.training import artifacts
@@ -16,6 +17,10 @@ from recommender.training import artifacts
 Kind = ServedList.Kind
 #: Items per list that get a "because" item; blocks show at most about ten.
 EXPLAIN_TOP = 10
+#: Contributors considered per card, and the share of the largest contribution another
+#: contributor must reach to be named instead (to vary the reasons of a list).
+REASON_CANDIDATES = 3
+REASON_TOLERANCE = 0.5
 _loaded = {}  # per worker process: algorithm -> (run id, artifact)
 
 
@@ -129,11 +134,20 @@ def _items(idx, scores, item_ids, because=None):
 
 
 def _because(model, user, matrix, items, item_ids):
-    """For each of ``items``, the user's item that contributed most (None if unknown)."""
+    """For each of ``items``, a history item that contributed most to it (None if unknown).
+
+    Every history item counts once (a product bought 24 times would otherwise be the
+    largest contributor to every card), and among the items that gave at least
+    ``REASON_TOLERANCE`` of the largest contribution, the one named least so far in the
+    list is chosen (``engine.neighbors.varied_reasons``), so a list built from several
+    history items names several of them.
+    """
     if not items:
         return []
+    row = matrix[int(user)].copy()
+    row.data[:] = 1.0
     try:
-        reasons = model.explain_many(int(user), matrix[int(user)], items, n=1)
+        reasons = model.explain_many(int(user), row, items, n=REASON_CANDIDATES)
     except (NotImplementedError, ValueError):
         return [None] * len(items)
-    return [int(item_ids[r[0][0]]) if r else None for r in reasons]
+    return [None if r is None else int(item_ids[r]) for r in varied_reasons(reasons, REASON_TOLERANCE)]

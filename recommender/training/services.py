@@ -20,7 +20,7 @@ from django.utils.translation import gettext as _
 from recommender.conf import rec_settings
 from recommender.models import Interaction, TrainingRun
 from recommender.training import artifacts, dispatch
-from recommender.training.dataset import load_interactions
+from recommender.training.dataset import engine_inputs, load_interactions
 
 log = logging.getLogger("recommender")
 Status = TrainingRun.Status
@@ -272,8 +272,9 @@ def train(run_id, refresh=True, worker=""):
                 return callback
 
             model = build_engine(cls_path, **params)
+            extras = engine_inputs(model, data)  # baskets / views for the shelf engines
             model.fit(train_x, item_features=features, timestamps=train_t, reference_time=data.cutoff,
-                      progress_callback=epochs(0.35, 0.1))
+                      progress_callback=epochs(0.35, 0.1), **extras)
             metrics = evaluate_engine(model, train_x, test_x, k=10) if test_x.nnz else {}
             metrics = {k: float(v) for k, v in metrics.items()}
             metrics["skipped_rows"] = skipped
@@ -283,7 +284,7 @@ def train(run_id, refresh=True, worker=""):
             progress(0.5, "training on all interactions")
             model = build_engine(cls_path, **params)
             model.fit(data.matrix, item_features=features, timestamps=data.timestamps,
-                      reference_time=data.cutoff, progress_callback=epochs(0.4, 0.5))
+                      reference_time=data.cutoff, progress_callback=epochs(0.4, 0.5), **extras)
             progress(0.92, "saving")
             path, size = artifacts.write(run.algorithm, run.pk, model, data, data.matrix)
         except Exception as exc:
@@ -455,8 +456,9 @@ def evaluate(algorithms=None, k=10):
     for name in algorithms or rec_settings.TRAIN_ALGORITHMS:
         cls_path, params = algorithm_spec(name)
         started = time.perf_counter()
-        model = build_engine(cls_path, **params).fit(train_x, item_features=features, timestamps=train_t,
-                                                     reference_time=data.cutoff)
+        model = build_engine(cls_path, **params)
+        model.fit(train_x, item_features=features, timestamps=train_t, reference_time=data.cutoff,
+                  **engine_inputs(model, data))
         seconds = time.perf_counter() - started
         metrics = evaluate_engine(model, train_x, test_x, k=k)
         table.append({"algorithm": name, **{key: float(v) for key, v in metrics.items()},

@@ -1,0 +1,193 @@
+""""Customers also bought": complements bought in the same basket, ranked by significance.
+
+A basket is one order or visit (the training pipeline groups purchases by anonymous session,
+or by user and day; see ``recommender.training.dataset.basket_matrix``). For items ``i``
+and ``j`` bought in ``c_i`` and ``c_j`` of ``N`` baskets, ``c_ij`` of them together, a pair
+counts only when ``c_ij >= min_support`` and the items co-occur more often than chance
+(``c_ij N > c_i c_j``); it is then scored by
+
+* ``"llr"``: Dunning's log-likelihood ratio G² of the 2x2 basket table (how surely the
+  items go together, which favours pairs seen often), or
+* ``"lift"``: ``c_ij N / (c_i c_j)`` (how much more often than chance, which favours
+  rare pairs).
+
+Near-duplicates of an item are never its complements: other colours of the same product
+(titles equal once colour words are removed) and items whose title vectors have a cosine
+of at least ``duplicate_similarity``. Of several colours of one complement, only the
+best-scored one is kept.
+
+Example
+-------
+>>> import scipy.sparse as sp
+>>> from recommender.engine import Complements
+>>> baskets = sp.csr_matrix([[1, 1, 0, 1], [1, 1, 0, 0], [1, 1, 1, 0], [0, 0, 1, 1]], dtype="float32")
+>>> items = {"title": ["Teapot", "Tea Cup", "Alarm Clock Red", "Alarm Clock Blue"]}
+>>> model = Complements(min_support=2).fit(baskets, item_features=items)
+>>> model.similar_items(0, n=3)[0].tolist()
+[1]
+"""
+
+from __future__ import annotations
+
+import re
+from numbers import Integral, Real
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.preprocessing import normalize
+
+from recommender.engine._sparse import gram_topk
+from recommender.engine.base import check_param
+from recommender.engine.content import ItemContentVectorizer, mixed_analyzer
+from recommender.engine.neighbors import ItemItemRecommender
+from recommender.engine.similar import mask_to_pattern
+
+__all__ = ["COLOUR_WORDS", "Complements", "colour_free_keys", "log_likelihood_ratio"]
+
+#: Words that name a colour (or a finish) in titles: English and Chinese.
+COLOUR_WORDS = (
+    "red", "blue", "green", "yellow", "orange", "purple", "violet", "pink", "black", "white",
+    "grey", "gray", "brown", "beige", "ivory", "cream", "gold", "golden", "silver", "copper",
+    "bronze", "turquoise", "teal", "aqua", "navy", "lilac", "lavender", "mint", "peach", "coral",
+    "chocolate", "burgundy", "magenta", "fuchsia", "khaki", "natural", "clear", "multicolour",
+    "multicolor", "pastel", "dark", "light", "bright", "pale", "colour", "color",
+    "红色", "蓝色", "绿色", "黄色", "橙色", "紫色", "粉色", "黑色", "白色", "灰色", "棕色", "米色",
+    "金色", "银色", "红", "蓝", "绿", "黄", "橙", "紫", "粉", "黑", "白", "灰", "棕",
+)
+_LATIN = re.compile(r"[^\W\d_]+", re.UNICODE)
+_COLOUR_RE = re.compile(
+    "|".join(sorted((re.escape(w) for w in COLOUR_WORDS if not w.isascii()), key=len, reverse=True)))
+_COLOURS_ASCII = frozenset(w for w in COLOUR_WORDS if w.isascii())
+
+
+def colour_free_keys(titles) -> np.ndarray:
+    """One integer per title: equal for titles that differ only by colour words (-1: no title)."""
+    keys = []
+    for title in titles:
+        text = _COLOUR_RE.sub(" ", str(title or "").lower())
+        words = [w for w in mixed_analyzer(text) if w not in _COLOURS_ASCII]
+        keys.append(" ".join(words))
+    _, codes = np.unique(keys, return_inverse=True)
+    codes = codes.astype(np.int64)
+    codes[np.array([not k for k in keys], dtype=bool)] = -1
+    return codes
+
+
+def _xlogx(x: np.ndarray) -> np.ndarray:
+    return np.where(x > 0, x * np.log(np.maximum(x, 1e-300)), 0.0)
+
+
+def log_likelihood_ratio(k11, k12, k21, k22) -> np.ndarray:
+    """Dunning's G² of 2x2 tables (arrays of cell counts), as in Mahout's ``LogLikelihood``."""
+    k11, k12, k21, k22 = (np.asarray(a, dtype=np.float64) for a in (k11, k12, k21, k22))
+    row = _xlogx(k11 + k12) + _xlogx(k21 + k22)
+    col = _xlogx(k11 + k21) + _xlogx(k12 + k22)
+    total = _xlogx(k11 + k12 + k21 + k22)
+    cells = _xlogx(k11) + _xlogx(k12) + _xlogx(k21) + _xlogx(k22)
+    return np.maximum(2.0 * (cells + total - row - col), 0.0)
+
+
+class Complements(ItemItemRecommender):
+    """Items bought in the same baskets more often than chance, near-duplicates excluded.
+
+    Parameters
+    ----------
+    k : int, default 100
+        Complements kept per item (>= 1).
+    measure : {"llr", "lift"}, default "llr"
+        Score of a pair (see the module docstring).
+    min_support : int, default 3
+        Baskets that must hold both items before the pair counts (>= 1).
+    duplicate_similarity : float, default 0.8
+        Pairs whose title cosine reaches this are near-duplicates, in (0, 1]; 1 keeps
+        only the colour rule.
+
+    Notes
+    -----
+    ``fit`` takes ``baskets=``: a baskets x items matrix (weights are binarised) and
+    ``basket_users=``: the interaction-matrix row of each basket's buyer, or -1 for
+    anonymous ones. Without ``baskets`` each user's row of ``interactions`` is one basket.
+    """
+
+    fit_inputs = ("baskets",)
+
+    def __init__(self, *, k: int = 100, measure: str = "llr", min_support: int = 3,
+                 duplicate_similarity: float = 0.8):
+        self.k = k
+        self.measure = measure
+        self.min_support = min_support
+        self.duplicate_similarity = duplicate_similarity
+
+    def _validate_params(self):
+        check_param("k", self.k, Integral, 1)
+        check_param("measure", self.measure, options={"llr", "lift"})
+        check_param("min_support", self.min_support, Integral, 1)
+        check_param("duplicate_similarity", self.duplicate_similarity, Real, 0, 1, low_open=True)
+
+    def _fit(self, X, item_features=None, baskets=None, basket_users=None, **kwargs):
+        n = self.n_items_
+        B = X if baskets is None else mask_to_pattern(baskets, basket_users, X)
+        if B.shape[1] != n:
+            raise ValueError(f"baskets must have {n} item columns; got {B.shape[1]}.")
+        B = B.copy()
+        B.data[:] = 1.0
+        counts = np.asarray(B.getnnz(axis=0), dtype=np.float64)
+        total = float(max(B.shape[0], 1))
+        self.n_baskets_ = int(B.shape[0])
+        titles = _titles(item_features, n)
+        keys = colour_free_keys(titles) if titles is not None else None
+        T = None
+        if titles is not None and self.duplicate_similarity < 1:
+            try:
+                T = ItemContentVectorizer().fit_transform({"title": titles})
+                T = sp.csr_matrix(normalize(T), dtype=np.float32)
+            except ValueError:
+                T = None
+        support, measure, threshold = self.min_support, self.measure, self.duplicate_similarity
+
+        def score(rows, cols, co):
+            co = co.astype(np.float64)
+            ci, cj = counts[rows], counts[cols]
+            ok = (co >= support) & (co * total > ci * cj)
+            if keys is not None:
+                ok &= ~((keys[rows] == keys[cols]) & (keys[rows] >= 0))
+            if T is not None and ok.any():
+                pos = np.flatnonzero(ok)
+                same = np.asarray(T[rows[pos]].multiply(T[cols[pos]]).sum(axis=1)).ravel()
+                ok[pos[same >= threshold]] = False
+            out = np.zeros(len(co))
+            if not ok.any():
+                return out
+            c, a, b = co[ok], ci[ok], cj[ok]
+            if measure == "lift":
+                out[ok] = c * total / (a * b)
+            else:
+                out[ok] = log_likelihood_ratio(c, a - c, b - c, total - a - b + c)
+            return out
+
+        S = gram_topk(B, self.k, score)
+        self.similarity_ = _one_per_key(S, keys) if keys is not None else S
+
+
+def _one_per_key(S: sp.csr_matrix, keys: np.ndarray) -> sp.csr_matrix:
+    """``S`` with, in each row, only the best entry of each colour-free key (one colour of a product)."""
+    rows = np.repeat(np.arange(S.shape[0]), np.diff(S.indptr))
+    k = keys[S.indices]
+    order = np.lexsort((-S.data, k, rows))
+    first = np.ones(len(order), dtype=bool)
+    first[1:] = (rows[order][1:] != rows[order][:-1]) | (k[order][1:] != k[order][:-1])
+    keep = np.zeros(len(order), dtype=bool)
+    keep[order[first | (k[order] < 0)]] = True
+    S = S.copy()
+    S.data[~keep] = 0
+    S.eliminate_zeros()
+    return S
+
+
+def _titles(item_features, n):
+    if isinstance(item_features, dict):
+        titles = item_features.get("title")
+        return [str(t or "") for t in titles] if titles is not None and len(titles) == n else None
+    if isinstance(item_features, (list, tuple)) and len(item_features) == n:
+        return [str(t or "") for t in item_features]
+    return None
