@@ -24,11 +24,13 @@ from __future__ import annotations
 import abc
 import inspect
 import os
+from collections.abc import Iterable
 from numbers import Integral, Real
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 import scipy.sparse as sp
+from numpy.typing import ArrayLike
 
 __all__ = ["NotFittedError", "RecommenderBase", "check_interactions", "check_param"]
 
@@ -112,11 +114,11 @@ class RecommenderBase(abc.ABC):
         kinds = (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
         return [p.name for p in sig.parameters.values() if p.name != "self" and p.kind in kinds]
 
-    def get_params(self, deep: bool = False) -> dict:
+    def get_params(self, deep: bool = False) -> dict[str, Any]:
         """Return the constructor hyperparameters as a dict."""
         return {name: getattr(self, name) for name in self._param_names()}
 
-    def set_params(self, **params) -> RecommenderBase:
+    def set_params(self, **params: Any) -> Self:
         """Set hyperparameters (validated at the next :meth:`fit`)."""
         valid = set(self._param_names())
         for key, value in params.items():
@@ -134,7 +136,7 @@ class RecommenderBase(abc.ABC):
         """Check hyperparameters; overridden by engines that have any."""
 
     # -- fitting ----------------------------------------------------------------
-    def fit(self, interactions: sp.csr_matrix, item_features=None, **kwargs) -> RecommenderBase:
+    def fit(self, interactions: sp.csr_matrix, item_features: Any = None, **kwargs: Any) -> Self:
         """Learn from a users x items matrix of (already weighted) interactions.
 
         Parameters
@@ -202,9 +204,9 @@ class RecommenderBase(abc.ABC):
             scores[empty] = self._fallback_scores()
         return scores
 
-    def recommend_batch(self, user_indices, user_items: sp.csr_matrix, n: int = 10,
-                        filter_seen: bool = True, filter_items=None,
-                        items=None) -> tuple[np.ndarray, np.ndarray]:
+    def recommend_batch(self, user_indices: ArrayLike, user_items: sp.csr_matrix | None, n: int = 10,
+                        filter_seen: bool = True, filter_items: ArrayLike | None = None,
+                        items: ArrayLike | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Top-``n`` items for many users, computed a block of users at a time.
 
         Parameters
@@ -267,9 +269,9 @@ class RecommenderBase(abc.ABC):
             out_scores[start:stop, :k] = top_scores
         return out_idx, out_scores
 
-    def recommend(self, user_index: int, user_items: sp.csr_matrix, n: int = 10,
-                  filter_seen: bool = True, filter_items=None,
-                  items=None) -> tuple[np.ndarray, np.ndarray]:
+    def recommend(self, user_index: int, user_items: sp.csr_matrix | None, n: int = 10,
+                  filter_seen: bool = True, filter_items: ArrayLike | None = None,
+                  items: ArrayLike | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Top-``n`` items for one user.
 
         Parameters
@@ -299,7 +301,7 @@ class RecommenderBase(abc.ABC):
         return idx[0][keep], scores[0][keep]
 
     def similar_items(self, item_index: int, n: int = 10,
-                      filter_items=None) -> tuple[np.ndarray, np.ndarray]:
+                      filter_items: ArrayLike | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Items most similar to ``item_index`` (the item itself excluded).
 
         Parameters
@@ -366,7 +368,7 @@ class RecommenderBase(abc.ABC):
         order = np.argsort(-contrib, kind="stable")[:n]
         return [(int(row.indices[o]), float(contrib[o])) for o in order if contrib[o] > 0]
 
-    def explain_many(self, user_index: int, user_items: sp.csr_matrix, item_indices,
+    def explain_many(self, user_index: int, user_items: sp.csr_matrix, item_indices: ArrayLike,
                      n: int = 1) -> list[list[tuple[int, float]]]:
         """:meth:`explain` for several recommended items of one user at once.
 
@@ -417,7 +419,7 @@ class RecommenderBase(abc.ABC):
         save_engine(self, path)
 
     @classmethod
-    def load(cls, path: str | os.PathLike, allowed=()) -> RecommenderBase:
+    def load(cls, path: str | os.PathLike, allowed: Iterable[str] = ()) -> Self:
         """Load an engine saved by :meth:`save` (class read from ``model.json``).
 
         Engine classes outside ``recommender.engine`` load only when named in
