@@ -108,24 +108,35 @@ def remember(request, user):
     if session.get(HASH_SESSION_KEY) != auth_hash:
         return  # resolved through a fallback secret: let Django keep handling it
     value = _record(backend, auth_hash)
-    cache, client = published.backend()
-    if client is not None:
-        key = cache.make_key(auth_key(user.pk))
-        client.set(key, value, ex=int(timeout), nx=True)
-        published.forget_near([key])
-    else:
-        cache.add(auth_key(user.pk), value, timeout)
+
+    def add():
+        cache, client = published.backend()
+        if client is not None:
+            key = cache.make_key(auth_key(user.pk))
+            client.set(key, value, ex=int(timeout), nx=True)
+            published.forget_near([key])
+        else:
+            cache.add(auth_key(user.pk), value, timeout)
+
+    published.write("auth record", add)  # skipped while the cache is unreachable: Django checks the session
 
 
 def forget(user_pk):
-    """Drop the user's record and keep it from being re-written for a minute."""
-    cache, client = published.backend()
-    if client is not None:
-        key = cache.make_key(auth_key(user_pk))
-        client.set(key, _TOMBSTONE, ex=TOMBSTONE_SECONDS)
-        published.forget_near([key])
-    else:
-        cache.set(auth_key(user_pk), _TOMBSTONE, TOMBSTONE_SECONDS)
+    """Drop the user's record and keep it from being re-written for a minute.
+
+    With the cache unreachable the tombstone is written when it answers again, so a
+    record cached before the outage is not trusted after it.
+    """
+    def tombstone():
+        cache, client = published.backend()
+        if client is not None:
+            key = cache.make_key(auth_key(user_pk))
+            client.set(key, _TOMBSTONE, ex=TOMBSTONE_SECONDS)
+            published.forget_near([key])
+        else:
+            cache.set(auth_key(user_pk), _TOMBSTONE, TOMBSTONE_SECONDS)
+
+    published.write("auth tombstone", tombstone, replay_key=auth_key(user_pk))
 
 
 def _user_changed(sender, instance, created=False, update_fields=None, **kwargs):

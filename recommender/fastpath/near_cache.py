@@ -25,7 +25,8 @@ The details that keep it correct:
   entry expires locally when it expires in Redis, even if Redis has not yet reclaimed it.
 - Absent keys are kept as absent: creating the key is an invalidation like any other.
 - If the tracking connection breaks, the near cache empties itself and reads go to
-  Redis until it has reconnected (at most one attempt per second).
+  Redis until it has reconnected (attempts 1, 2, 4, then every 8 seconds; the handshake
+  gives up after 0.25 s, so a Redis that does not answer holds a request that long at most).
 - Writes through this process (the cache API, :mod:`recommender.serving.published`,
   :mod:`recommender.fastpath.identity`) also drop their keys here at once.
 - After a fork (gunicorn workers) the child builds its own connection.
@@ -51,8 +52,13 @@ __all__ = ["NearCache"]
 logger = logging.getLogger(__name__)
 
 _ABSENT = object()
-#: Seconds between reconnection attempts after the tracking connection broke.
+#: Seconds between reconnection attempts after the tracking connection broke, doubled
+#: after each failed attempt up to MAX_RETRY_SECONDS.
 RETRY_SECONDS = 1.0
+MAX_RETRY_SECONDS = 8.0
+#: Connect and reply timeout (seconds) of the tracking connection's handshake, so that a
+#: Redis that does not answer (paused, unreachable) holds a request for at most this long.
+HANDSHAKE_TIMEOUT = 0.25
 
 
 class NearCache:
@@ -74,6 +80,7 @@ class NearCache:
         self._pid = None
         self._generation = 0
         self._retry_at = 0.0
+        self._retry_delay = RETRY_SECONDS
         self.client_id = None
         self._warned = False
         self._listener_pid = None
@@ -86,6 +93,8 @@ class NearCache:
 
         kwargs = dict(self.pool.connection_kwargs)
         kwargs["protocol"] = 3
+        for name in ("socket_connect_timeout", "socket_timeout"):
+            kwargs[name] = min(kwargs.get(name) or HANDSHAKE_TIMEOUT, HANDSHAKE_TIMEOUT)
         conn = self.pool.connection_class(**kwargs)
         try:
             conn.connect()
@@ -121,7 +130,8 @@ class NearCache:
             self._warned = True
         self.clear()  # before the socket goes: whoever sees no socket sees nothing kept
         self._close()
-        self._retry_at = time.monotonic() + RETRY_SECONDS
+        self._retry_at = time.monotonic() + self._retry_delay
+        self._retry_delay = min(self._retry_delay * 2, MAX_RETRY_SECONDS)
 
     def _ready(self):
         """Whether the near cache may answer now; drains pending invalidations. Hold the lock."""
@@ -139,6 +149,7 @@ class NearCache:
                 self._lost(f"cannot enable tracking: {exc}")
                 return False
             self.clear()
+            self._retry_delay = RETRY_SECONDS
             if self._warned:
                 logger.warning("near cache on again")
                 self._warned = False

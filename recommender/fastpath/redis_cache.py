@@ -20,6 +20,13 @@ too (``cache`` and ``cached_db`` session engines)::
     "OPTIONS": {"NEAR_CACHE": {"PREFIXES": ["recommender:", "django.contrib.sessions."],
                                "MAX_ENTRIES": 20000}}
 
+Unless ``OPTIONS`` say otherwise, connections give up after :data:`DEFAULT_TIMEOUTS`
+(redis-py waits forever by default), so an unreachable Redis fails a call in at most a
+second instead of hanging the request; the recommender then serves from the database
+(docs/serving.md, "When Redis is down")::
+
+    "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 1.0}
+
 ``"NEAR_CACHE": None`` turns it off. Prefixes are cache keys before Django's
 ``KEY_PREFIX`` and version are added (with the default ``KEY_FUNCTION``). Everything
 else (options, serializer, key functions) is Django's. ``django-redis``'s client reuses
@@ -35,9 +42,11 @@ from django.utils.functional import cached_property
 
 from recommender.fastpath.near_cache import NearCache
 
-__all__ = ["RedisCache", "DEFAULT_NEAR_CACHE"]
+__all__ = ["RedisCache", "DEFAULT_NEAR_CACHE", "DEFAULT_TIMEOUTS"]
 
 DEFAULT_NEAR_CACHE = {"PREFIXES": ["recommender:"], "MAX_ENTRIES": 20_000}
+#: Seconds to connect and to wait for a reply, unless ``OPTIONS`` set them (redis-py: no limit).
+DEFAULT_TIMEOUTS = {"socket_connect_timeout": 0.5, "socket_timeout": 1.0}
 
 # One near cache per process and configuration, shared by the per-thread cache objects
 # Django makes (``caches[alias]`` is thread-local).
@@ -108,7 +117,7 @@ class ReusingRedisCacheClient(RedisCacheClient):
 
 class RedisCache(DjangoRedisCache):
     def __init__(self, server, params):
-        options = dict(params.get("OPTIONS") or {})
+        options = {**DEFAULT_TIMEOUTS, **(params.get("OPTIONS") or {})}
         near = options.pop("NEAR_CACHE", DEFAULT_NEAR_CACHE)
         super().__init__(server, {**params, "OPTIONS": options})
         self._class = ReusingRedisCacheClient

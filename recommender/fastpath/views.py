@@ -17,6 +17,9 @@ view of :mod:`recommender.api.recommendations` with a :class:`FastPath` context:
 4. A valid stored response that the throttle allows is returned as it is. Anything
    else goes to DRF with the context: the lookup (where DRF stores the response it
    makes) and the throttle verdict (so DRF's throttle does not count the request twice).
+
+While Redis is unreachable (:func:`recommender.serving.published.cache_down`) every
+request goes straight to DRF, which serves from the database.
 """
 
 from django.utils.functional import SimpleLazyObject, empty
@@ -81,7 +84,7 @@ def _counted_lookup(request, context, throttle, ident, counted_as, subject, watc
         found = responses.lookup_watched(request, subject, watched, counter=counter,
                                          counter_ttl=throttle.duration + 1 if counter else None, extra=extra)
         count = found.count
-    if counter is None:
+    if counter is None or count is None:  # not counted (Redis unreachable): DRF's throttle decides
         return found, True
     allowed = throttle.judge(count)
     context.counted = Counted(throttle.scope, counted_as, allowed, throttle.wait_time)
@@ -115,7 +118,7 @@ def recommendations_view(request, *args, **kwargs):
     ``request.user`` is unresolved, the user's cached auth record, which saves the user
     query.
     """
-    if not fastpath.enabled():
+    if not fastpath.enabled() or published.cache_down():  # Redis unreachable: the plain path
         return _drf_recommendations(request, *args, **kwargs)
     context = FastPath()
     if not _eligible(request):
@@ -176,7 +179,7 @@ def _shared_list_view(drf_view, watched_lists):
     names the lists its response is made from (None: no fast path for this request)."""
 
     def view(request, *args, **kwargs):
-        if not fastpath.enabled():
+        if not fastpath.enabled() or published.cache_down():  # Redis unreachable: the plain path
             return drf_view(request, *args, **kwargs)
         context = FastPath()
         if not _eligible(request) or not _anonymous(request):

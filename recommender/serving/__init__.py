@@ -7,8 +7,12 @@ in one query (or from the item cache) and applies the availability and category
 filters. See docs/serving.md.
 """
 
+from __future__ import annotations
+
 import json
 import time
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 from django.contrib.auth.signals import user_logged_in
 from django.db.models import Q
@@ -18,6 +22,11 @@ from recommender.conf import rec_settings
 from recommender.models import Interaction, ServedList
 from recommender.serving import published
 from recommender.serving.candidates import ITEMS_TOKEN_KEY, Pipeline, Recommendation, Recommendations
+
+if TYPE_CHECKING:
+    from django.contrib.auth.base_user import AbstractBaseUser
+    from django.db.models import Model
+    from django.http import HttpRequest
 
 __all__ = [
     "Recommendation", "Recommendations", "as_list", "recommend_for", "similar_items", "bought_together", "trending",
@@ -54,7 +63,6 @@ def read_lists(keys):
     keys = [(kind, algorithm, int(subject)) for kind, algorithm, subject in keys]
     if not keys:
         return {}
-    cache = published.get_cache()
     by_cache_key = {published.cache_key(*key): key for key in keys}
     found = published.get_many(list(by_cache_key))
     lists, missing = {}, []
@@ -81,10 +89,8 @@ def read_lists(keys):
                 absent[published.cache_key(*key)] = _NO_LIST
             else:
                 present[published.cache_key(*key)] = published.encode(items)
-        if present:
-            cache.set_many(present, timeout=rec_settings.CACHE_TIMEOUT)
-        if absent:
-            cache.set_many(absent, timeout=NEGATIVE_TIMEOUT)
+        published.cache_set_many(present, rec_settings.CACHE_TIMEOUT)  # skipped if the cache is unreachable
+        published.cache_set_many(absent, NEGATIVE_TIMEOUT)
     return lists
 
 
@@ -121,7 +127,6 @@ def user_facts(user, request=None):
     memo = getattr(request, "_recommender_facts", None) if request is not None else None
     if memo is not None and memo[0] == user.pk:
         return memo[1]
-    cache = published.get_cache()
     token_key, facts_key = user_token_key(user.pk), _user_facts_key(user.pk)
     found = published.get_many([token_key, facts_key])
     token, cached = found.get(token_key), found.get(facts_key)
@@ -137,7 +142,7 @@ def user_facts(user, request=None):
             if event in exclude_events:
                 excluded.add(item_id)
         facts = UserFacts(bought, excluded)
-        cache.set(facts_key, (token, sorted(bought), sorted(excluded)), timeout=rec_settings.CACHE_TIMEOUT)
+        published.cache_set(facts_key, (token, sorted(bought), sorted(excluded)), rec_settings.CACHE_TIMEOUT)
     if request is not None:
         try:
             request._recommender_facts = (user.pk, facts)
@@ -235,7 +240,8 @@ def as_list(items):
     return list(items)
 
 
-def recommend_for(request_or_user, n=10, algorithm=None, category=None, exclude=()):
+def recommend_for(request_or_user: HttpRequest | AbstractBaseUser | None, n: int = 10, algorithm: str | None = None,
+                  category: Any = None, exclude: Iterable[Any] = ()) -> Recommendations:
     """Recommendations for a visitor: their own list, then fallbacks until ``n`` are found.
 
     Sources in order: the user's precomputed list (``algorithm``, default
@@ -256,7 +262,8 @@ def recommend_for(request_or_user, n=10, algorithm=None, category=None, exclude=
     return pipeline.run(sources)
 
 
-def similar_items(item, n=10, algorithm=None, request=None, category=None, exclude=()):
+def similar_items(item: Model, n: int = 10, algorithm: str | None = None, request: HttpRequest | None = None,
+                  category: Any = None, exclude: Iterable[Any] = ()) -> Recommendations:
     """Items similar to ``item`` ("Similar to X"), then popular items of its category."""
     algorithm = algorithm or rec_settings.SIMILAR_ALGORITHM
     _request, user, _session = _visitor(request)
@@ -272,7 +279,9 @@ def similar_items(item, n=10, algorithm=None, request=None, category=None, exclu
     return pipeline.run(sources)
 
 
-def bought_together(items, n=10, algorithm=None, request=None, category=None, exclude=()):
+def bought_together(items: Model | Any | Iterable[Model | Any], n: int = 10, algorithm: str | None = None,
+                    request: HttpRequest | None = None, category: Any = None,
+                    exclude: Iterable[Any] = ()) -> Recommendations:
     """Items bought with ``items`` (one item or several, e.g. a cart's), never the items themselves."""
     algorithm = algorithm or rec_settings.BOUGHT_TOGETHER_ALGORITHM
     items = as_list(items)
@@ -288,7 +297,8 @@ def bought_together(items, n=10, algorithm=None, request=None, category=None, ex
     return pipeline.run(sources)
 
 
-def trending(n=10, category=None, request=None, exclude=(), algorithm=None):
+def trending(n: int = 10, category: Any = None, request: HttpRequest | None = None, exclude: Iterable[Any] = (),
+             algorithm: str | None = None) -> Recommendations:
     """Trending items ("Trending now"), then popular ones ("Popular in <category>")."""
     _request, user, _session = _visitor(request)
     facts = user_facts(user, request)
@@ -307,13 +317,21 @@ def _token():
 
 
 def touch_items():
-    """Items changed (availability, price, title...): pre-rendered responses are rebuilt."""
-    published.get_cache().set(ITEMS_TOKEN_KEY, _token(), timeout=None)
+    """Items changed (availability, price, title...): pre-rendered responses are rebuilt.
+
+    With the cache unreachable the write waits until it answers again
+    (:func:`recommender.serving.published.write`): the item's save goes through.
+    """
+    published.cache_set(ITEMS_TOKEN_KEY, _token(), None, replay=True)
 
 
 def touch_user(user_pk):
-    """The user bought (or logged in): their cached facts and responses are rebuilt."""
-    published.get_cache().set(user_token_key(user_pk), _token(), timeout=rec_settings.CACHE_TIMEOUT)
+    """The user bought (or logged in): their cached facts and responses are rebuilt.
+
+    With the cache unreachable the write waits until it answers again: the purchase,
+    the tracked event or the login goes through.
+    """
+    published.cache_set(user_token_key(user_pk), _token(), rec_settings.CACHE_TIMEOUT, replay=True)
 
 
 def _item_changed(sender, **kwargs):

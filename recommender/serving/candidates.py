@@ -258,9 +258,10 @@ def _cached_items(pipeline, pks):
     if missing:
         fresh = {obj.pk: obj for obj in pipeline._queryset(Q(pk__in=missing))}
         objects.update(fresh)
-        # deleted items are remembered as None, so they cost no query either
-        published.get_cache().set_many({keys[pk]: (token, fresh.get(pk)) for pk in missing},
-                                    timeout=rec_settings.ITEM_CACHE_TIMEOUT)
+        # deleted items are remembered as None, so they cost no query either (skipped if the
+        # cache is unreachable: get_many then found nothing, and the query above answered)
+        published.cache_set_many({keys[pk]: (token, fresh.get(pk)) for pk in missing},
+                                 rec_settings.ITEM_CACHE_TIMEOUT)
     return objects
 
 

@@ -4,10 +4,22 @@ The refresh task publishes lists here; ``recommender.serving`` reads them on the
 request path. A list is ``[[item_pk, score, because_item_pk_or_None], ...]``, best
 first. The cache holds the same list as pre-encoded JSON bytes under
 :func:`cache_key`, so a request can serve it without touching the database.
+
+It is also the request path's only door to the cache, and keeps the site up when the
+cache is unreachable (connection refused or timed out, :data:`CACHE_ERRORS`): reads
+find nothing, so lists come from the table; writes (tokens, stored responses, auth
+records, the item cache, throttle counts) are skipped; one warning is logged per
+outage. After a failure the cache is left alone for :data:`RETRY_SECONDS`, then tried
+again; invalidations skipped meanwhile (:func:`write` with ``replay_key``) are written
+first. ``publish`` and ``forget`` (the refresh task) still raise, so the task fails and
+is retried.
 """
 
 import hashlib
 import json
+import logging
+import threading
+import time
 
 from django.core.cache import caches
 from django.core.cache.backends.redis import RedisCache
@@ -16,6 +28,131 @@ from django.db import transaction
 
 from recommender.conf import rec_settings
 from recommender.models import ServedList
+
+logger = logging.getLogger(__name__)
+
+try:
+    from redis.exceptions import ConnectionError as _RedisConnectionError
+    from redis.exceptions import TimeoutError as _RedisTimeoutError
+except ImportError:  # redis-py is optional
+    #: What an unreachable cache raises (connection refused, reset, timed out).
+    CACHE_ERRORS = (OSError,)
+else:
+    CACHE_ERRORS = (_RedisConnectionError, _RedisTimeoutError, OSError)
+
+#: After a cache call failed, the request path skips the cache this long (seconds) before
+#: probing it again, so an unreachable Redis costs one probe a second per process, not a
+#: failed call per cache access.
+RETRY_SECONDS = 1.0
+#: Connect and reply timeout (seconds) of the probe that tells whether Redis answers again:
+#: a paused or unreachable Redis costs a process this much a second, not ``socket_timeout``.
+PROBE_TIMEOUT = 0.25
+
+
+class _Outage:
+    """Whether the cache is unreachable, and the invalidations to write once it answers again."""
+
+    def __init__(self):
+        self.down = False
+        self.retry_at = 0.0
+        self.replays = {}  # cache key -> write that failed (a token, a tombstone), run when it answers
+        self.lock = threading.Lock()
+
+
+_outage = _Outage()
+
+
+def cache_down():
+    """True while the request path skips the cache (a call failed less than RETRY_SECONDS ago)."""
+    return _outage.down and time.monotonic() < _outage.retry_at
+
+
+def _failed(operation, exc):
+    if not _outage.down:  # one warning per outage
+        logger.warning("cache unreachable (%s: %s); reading from the database and skipping cache writes "
+                       "until it answers again", operation, exc)
+    _outage.down = True
+    _outage.retry_at = time.monotonic() + RETRY_SECONDS
+
+
+def _recovered():
+    """After the retry delay: whether the cache answers again. It first writes the
+    invalidations skipped meanwhile, so that no read after the outage sees what they
+    replace."""
+    with _outage.lock:
+        _outage.retry_at = time.monotonic() + RETRY_SECONDS  # other threads skip while this one probes
+        replays = dict(_outage.replays)
+    try:
+        _probe()
+        for replay in replays.values():
+            replay()
+    except CACHE_ERRORS as exc:
+        _failed("retry", exc)
+        return False
+    with _outage.lock:
+        for key, replay in replays.items():
+            if _outage.replays.get(key) is replay:  # not skipped again meanwhile
+                del _outage.replays[key]
+        _outage.down = False
+    logger.warning("cache reachable again; wrote %d invalidation(s) skipped meanwhile", len(replays))
+    return True
+
+
+def _probe():
+    """PING on a connection of its own with short timeouts (a ``get`` for other caches)."""
+    cache, client = backend()
+    if client is None:
+        cache.get("recommender:probe")
+        return
+    pool = client.connection_pool
+    kwargs = {**pool.connection_kwargs, "socket_connect_timeout": PROBE_TIMEOUT, "socket_timeout": PROBE_TIMEOUT}
+    conn = pool.connection_class(**kwargs)
+    try:
+        conn.send_command("PING")  # connects (and authenticates) first
+        conn.read_response()
+    finally:
+        conn.disconnect()
+
+
+def _guarded(operation, call, fallback):
+    """``call()``, or ``fallback`` when the cache is unreachable (now or a moment ago)."""
+    if _outage.down and (time.monotonic() < _outage.retry_at or not _recovered()):
+        return fallback
+    try:
+        return call()
+    except CACHE_ERRORS as exc:
+        _failed(operation, exc)
+        return fallback
+
+
+def write(operation, call, replay_key=None):
+    """Run ``call()``, a cache write, unless the cache is unreachable; returns whether it ran.
+
+    ``replay_key``: the write is an invalidation (a token, a tombstone) that must not be
+    lost. If skipped, this process runs it (the last one per key) before anything else
+    once the cache answers again, so that values cached before the outage are not served
+    as current after it.
+    """
+    def attempt():
+        call()
+        return True
+
+    done = _guarded(operation, attempt, False)
+    if not done and replay_key is not None:
+        with _outage.lock:
+            _outage.replays[replay_key] = call
+    return done
+
+
+def cache_set(key, value, timeout, replay=False):
+    """``cache.set`` skipped when the cache is unreachable (see :func:`write` for ``replay``)."""
+    return write("set", lambda: get_cache().set(key, value, timeout), key if replay else None)
+
+
+def cache_set_many(values, timeout):
+    """``cache.set_many`` skipped when the cache is unreachable."""
+    if values:
+        write("set_many", lambda: get_cache().set_many(values, timeout=timeout))
 
 
 def cache_key(kind, algorithm, subject):
@@ -74,7 +211,14 @@ def _mget(cache, client, raw_keys):
 
 
 def get_many(keys):
-    """``{key: value}`` of the keys found in the cache, in one round trip (none if all are near)."""
+    """``{key: value}`` of the keys found in the cache, in one round trip (none if all are near).
+
+    An unreachable cache finds nothing.
+    """
+    return _guarded("get_many", lambda: _get_many(keys), {})
+
+
+def _get_many(keys):
     cache, client = backend()
     if client is None:
         return cache.get_many(keys)
@@ -87,8 +231,26 @@ def mget_raw(keys, counter=None, counter_ttl=None):
     """Raw values of several cache keys (bytes with redis-py, objects otherwise), in order.
 
     With ``counter`` (a raw Redis key), the same round trip also increments it (a
-    throttle's window) and the count is returned as a last element.
+    throttle's window) and the count is returned as a last element. An unreachable
+    cache finds nothing (None values, and a None count).
     """
+    missing = [None] * (len(keys) + (counter is not None))
+    return _guarded("mget", lambda: _mget_raw(keys, counter, counter_ttl), missing)
+
+
+def incr_window(counter, ttl):
+    """Count one request in the raw Redis key ``counter`` (a throttle window, kept ``ttl``
+    seconds); the window's new count, or None when Redis is unreachable."""
+    def call():
+        pipe = backend()[1].pipeline(transaction=False)
+        pipe.incr(counter)
+        pipe.expire(counter, ttl)
+        return pipe.execute()[0]
+
+    return _guarded("incr", call, None)
+
+
+def _mget_raw(keys, counter, counter_ttl):
     cache, client = backend()
     if client is not None:
         raw_keys = [cache.make_key(key) for key in keys]
@@ -120,7 +282,12 @@ def fingerprint(values):
 
 
 def set_raw(key, value, timeout):
-    """Store ``value`` (bytes) as is, so that :func:`mget_raw` returns the same bytes."""
+    """Store ``value`` (bytes) as is, so that :func:`mget_raw` returns the same bytes (skipped
+    when the cache is unreachable)."""
+    _guarded("set", lambda: _set_raw(key, value, timeout), None)
+
+
+def _set_raw(key, value, timeout):
     cache, client = backend()
     if client is not None:
         raw_key = cache.make_key(key)
@@ -165,15 +332,17 @@ def forget(kind, algorithm, subjects):
 
 
 def read(kind, algorithm, subject):
-    """One list: from the cache, else from the table (then cached). ``None`` if there is none."""
-    cache = get_cache()
+    """One list: from the cache, else from the table (then cached). ``None`` if there is none.
+
+    With the cache unreachable it reads the table.
+    """
     key = cache_key(kind, algorithm, subject)
-    raw = cache.get(key)
+    raw = _guarded("get", lambda: get_cache().get(key), None)
     if raw is None:
         row = ServedList.objects.filter(kind=kind, algorithm=algorithm, subject=int(subject)).values_list(
             "items", flat=True).first()
         if row is None:
             return None
         raw = encode(row)
-        cache.set(key, raw, timeout=rec_settings.CACHE_TIMEOUT)
+        cache_set(key, raw, rec_settings.CACHE_TIMEOUT)
     return json.loads(raw)
