@@ -160,6 +160,17 @@ def test_database_outage_is_a_json_503(trainer, catalog, method, url, caplog):
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize("url", ["/recommender/api/recommendations/", "/recommender/api/trending/"])
+def test_database_outage_for_a_logged_in_session(alice, catalog, url):
+    """The fast path reads the session before DRF: a database outage there is DRF's JSON 503 too."""
+    client = Client()
+    client.force_login(alice)
+    with _database_down():
+        response = client.get(url, HTTP_ACCEPT="application/json")
+    assert response.status_code == 503 and response["Content-Type"] == "application/json"
+
+
+@pytest.mark.django_db
 def test_database_outage_for_an_anonymous_visitor(catalog):
     client = Client()
     with _database_down():

@@ -22,6 +22,7 @@ While Redis is unreachable (:func:`recommender.serving.published.cache_down`) ev
 request goes straight to DRF, which serves from the database.
 """
 
+from django.db import DatabaseError
 from django.utils.functional import SimpleLazyObject, empty
 
 from recommender import fastpath, serving
@@ -126,12 +127,15 @@ def recommendations_view(request, *args, **kwargs):
     throttle = RecommendationsUserThrottle()
     redis = published.backend()[1] is not None
     claim = None
-    if _unresolved_user(request) and identity.enabled() and (throttle.rate is None or redis):
-        claim = identity.claim(request)
-        pk = claim.pk if claim is not None else None
-    else:
-        user = getattr(request, "user", None)
-        pk = user.pk if user is not None and user.is_authenticated else None
+    try:
+        if _unresolved_user(request) and identity.enabled() and (throttle.rate is None or redis):
+            claim = identity.claim(request)
+            pk = claim.pk if claim is not None else None
+        else:
+            user = getattr(request, "user", None)
+            pk = user.pk if user is not None and user.is_authenticated else None
+    except DatabaseError:  # the session could not be read: DRF answers (a JSON 503)
+        return _drf(_drf_recommendations, request, context, args, kwargs)
     if pk is None:  # anonymous: DRF's session fallbacks
         return _drf(_drf_recommendations, request, context, args, kwargs)
     if throttle.rate is not None and not redis:  # no Redis: DRF's own throttle, once
@@ -182,7 +186,11 @@ def _shared_list_view(drf_view, watched_lists):
         if not fastpath.enabled() or published.cache_down():  # Redis unreachable: the plain path
             return drf_view(request, *args, **kwargs)
         context = FastPath()
-        if not _eligible(request) or not _anonymous(request):
+        try:
+            plain = not _eligible(request) or not _anonymous(request)
+        except DatabaseError:  # the session could not be read: DRF answers (a JSON 503)
+            plain = True
+        if plain:
             return _drf(drf_view, request, context, args, kwargs)
         lists = watched_lists(request, kwargs)
         throttle = RecommendationsAnonThrottle()
