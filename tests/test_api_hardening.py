@@ -1,5 +1,5 @@
 """Bad requests get JSON client errors, outages a JSON 503; permissions, CSRF and sessions
-of the API (docs/reliability-api.md lists the inputs and the answers)."""
+of the API (docs/reliability.md lists the inputs and the answers)."""
 
 import io
 import re

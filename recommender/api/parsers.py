@@ -3,7 +3,7 @@
 DRF's ``JSONParser`` lets a ``RecursionError`` escape on deeply nested JSON
 (``[[[[...]]]]`` 100,000 deep: HTTP 500), and DRF before 3.17.2 read JSON and form bodies
 from the stream without Django's ``DATA_UPLOAD_MAX_MEMORY_SIZE`` check. These parsers
-answer both with a client error (docs/reliability-api.md).
+answer both with a client error (docs/reliability.md).
 """
 
 from django.conf import settings

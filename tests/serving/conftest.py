@@ -39,7 +39,7 @@ def staff(django_user_model):
     from django.contrib.auth.models import Permission
 
     user = django_user_model.objects.create_user("sam", "sam@example.com", "pw-sam-123", is_staff=True)
-    # the API checks model permissions, not is_staff (docs/reliability-api.md)
+    # the API checks model permissions, not is_staff (docs/reliability.md)
     user.user_permissions.set(Permission.objects.filter(
         content_type__app_label="recommender",
         codename__in=["view_trainingrun", "add_trainingrun", "view_interaction"]))

@@ -7,7 +7,7 @@ server (``SHUTDOWN NOSAVE``) for a stretch of the loop, starts it again and chec
 no response was a server error, that every event reached the database, and that the
 fast path serves from Redis again.
 
-Knobs (docs/reliability-redis.md): ``REDIS_OUTAGE_SECONDS=20`` runs the loop 20 s before,
+Knobs (docs/reliability.md): ``REDIS_OUTAGE_SECONDS=20`` runs the loop 20 s before,
 20 s during and 20 s after the outage instead of a few cycles; ``REDIS_OUTAGE_CYCLES``
 sets the cycles of the short loop; ``REDIS_OUTAGE_SESSION_ENGINE`` another session
 engine than ``db``; ``REDIS_OUTAGE_REPORT=1`` prints the counts.
