@@ -1,0 +1,1 @@
+"""Online results: attribution, daily aggregates, experiments."""
