@@ -80,12 +80,16 @@ DEFAULTS = {
         "als": {"class": "recommender.engine.als.ALS"},
         "content": {"class": "recommender.engine.content.ContentBased"},
         "two_tower": {"class": "recommender.engine.deep.TwoTower"},
+        "sequence": {"class": "recommender.engine.sequence.SequenceModel"},
         "hybrid": {"class": "recommender.engine.hybrid.Hybrid"},
     },
     # What "train all" trains, and which algorithm feeds each served list.
-    "TRAIN_ALGORITHMS": ["popular", "trending", "similar", "complements", "hybrid"],
+    # Collaborative filtering (ease), content-based (content) and the deep model (two_tower)
+    # train beside the hybrid, which blends them as validation weighs them (engine.md).
+    "TRAIN_ALGORITHMS": ["popular", "trending", "similar", "complements", "ease", "content", "two_tower",
+                         "hybrid"],
     "DEFAULT_ALGORITHM": "hybrid",  # "recommended for you"
-    "SIMILAR_ALGORITHM": "similar",  # "similar items": content + co-views (docs/shelf.md)
+    "SIMILAR_ALGORITHM": "similar",  # "similar items": content + co-views (docs/benchmarks.md, "The shelf")
     "BOUGHT_TOGETHER_ALGORITHM": "complements",  # "customers also bought": same-basket LLR
     "TRENDING_ALGORITHM": "trending",
     "POPULAR_ALGORITHM": "popular",
@@ -104,6 +108,17 @@ DEFAULTS = {
     # Celery queues: training never delays a refresh.
     "TRAINING_QUEUE": "recommender_training",
     "REFRESH_QUEUE": "recommender_refresh",
+    # Following logged-in shoppers (recommender.training.follow, docs/training.md): after an
+    # event that changes a user's history (any event with a non-zero weight: not an
+    # impression), the task recommender.refresh_user re-scores their "recommended for you"
+    # list with the active model and publishes it. False: lists change at the next refresh.
+    "FOLLOW_USERS": True,
+    # Seconds the task waits after the first event of a burst; the events until it starts
+    # join it (one task per burst). 0: sent to run at once (events while it waits still join).
+    "FOLLOW_DEBOUNCE_SECONDS": 0.5,
+    # Algorithms whose "for you" lists are re-scored; None: DEFAULT_ALGORITHM (the list the
+    # serving reads when no algorithm is asked for).
+    "FOLLOW_ALGORITHMS": None,
     # A running training whose heartbeat is older than this is marked failed, which also
     # releases its training lock (the heartbeat is written every STALE_RUN_SECONDS / 4 s,
     # at most every 10 s; the fail_stale_runs beat entry checks every minute).
@@ -129,6 +144,10 @@ DEFAULTS = {
     # Seconds a rendered recommendation block is reused while its lists and items are
     # unchanged (recommender.fastpath.blocks); None: off.
     "BLOCK_CACHE_TIMEOUT": 3600,
+    # URL name of the site's add-to-cart view, reversed with the item's key (e.g.
+    # "shop:cart_add"): the cards of recommender/block.html then show an "Add to cart" button
+    # that POSTs quantity=1, source=<block> and next=<page> with the CSRF token. None: no button.
+    "ADD_TO_CART_URL": None,
     # Seconds the items shown by blocks and the API are cached as model instances, until
     # any item is saved or deleted (recommender.serving); None: one query per block.
     "ITEM_CACHE_TIMEOUT": 600,
@@ -145,7 +164,23 @@ DEFAULTS = {
         "fail_stale_runs": "* * * * *",
         "cleanup_artifacts": "30 4 * * *",
         "purge_anonymous": "0 5 * * *",
+        # recommender.aggregate_daily: the days touched since the last run (docs/online-metrics.md)
+        "aggregate_daily": "*/15 * * * *",
     },
+    # Online metrics (recommender.analytics, docs/online-metrics.md). An add-to-cart or
+    # purchase of an item is attributed to the visitor's latest click on that item in a
+    # recommendation block at most this many hours before it (same user, or same anonymous
+    # session).
+    "ATTRIBUTION_WINDOW_HOURS": 24,
+    # Event types counted as add-to-carts and as purchases by the attribution; a purchase's
+    # value is its quantity (None counts 1) and its revenue is quantity x the item's
+    # ITEM_FIELDS["price"] (0 when the role is None).
+    "ATTRIBUTION_CART_EVENTS": ["add_to_cart"],
+    "ATTRIBUTION_PURCHASE_EVENTS": ["purchase"],
+    # Seconds a process keeps its copy of the running experiments before asking the cache
+    # whether they changed (recommender.analytics.experiments.algorithm_for); saving an
+    # experiment or a variant changes the cache token at once for every process.
+    "EXPERIMENT_CACHE_SECONDS": 30,
 }
 
 
@@ -182,6 +217,9 @@ class RecommenderSettings:
     REFRESH_CHUNK_SIZE: int
     TRAINING_QUEUE: str
     REFRESH_QUEUE: str
+    FOLLOW_USERS: bool
+    FOLLOW_DEBOUNCE_SECONDS: float
+    FOLLOW_ALGORITHMS: list[str] | None
     STALE_RUN_SECONDS: int
     QUEUED_RUN_SECONDS: int
     QUEUED_RUN_SECONDS: int
@@ -192,9 +230,14 @@ class RecommenderSettings:
     FAST_PATH: bool
     AUTH_CACHE_TIMEOUT: int | None
     BLOCK_CACHE_TIMEOUT: int | None
+    ADD_TO_CART_URL: str | None
     ITEM_CACHE_TIMEOUT: int | None
     THROTTLE_SYNC_INTERVAL: float | None
     SCHEDULE: dict[str, str | None]
+    ATTRIBUTION_WINDOW_HOURS: float
+    ATTRIBUTION_CART_EVENTS: list[str]
+    ATTRIBUTION_PURCHASE_EVENTS: list[str]
+    EXPERIMENT_CACHE_SECONDS: float
 
     def __init__(self, defaults=None):
         self.defaults = defaults or DEFAULTS

@@ -176,3 +176,232 @@ class ServedList(models.Model):
 
     def __str__(self):
         return f"{self.kind}/{self.algorithm}/{self.subject}"
+
+
+# Online results (recommender.analytics) ------------------------------------------------
+
+
+class DailyBlockStats(models.Model):
+    """One day of one recommendation block, algorithm and training run: what it showed and earned.
+
+    Written by ``recommender.analytics.aggregates.aggregate_daily`` (the
+    ``recommender.aggregate_daily`` task) from the interactions, which stay the source of
+    truth: a day's rows are recomputed whole, so re-running gives the same rows.
+    ``block``, ``algorithm`` and ``run`` come from the ``context`` of impressions and
+    clicks (``"<block>:<algorithm>[@<run>]"``, docs/online-metrics.md). Conversions
+    (add-to-carts, purchases, revenue) count on the day of the conversion, under the block
+    of the click they are attributed to.
+    """
+
+    day = models.DateField(_("day"))
+    block = models.CharField(_("block"), max_length=100)
+    algorithm = models.CharField(_("algorithm"), max_length=100, blank=True, default="")
+    run = models.PositiveBigIntegerField(
+        _("training run"), default=0,
+        help_text=_("The training run's id when the impressions carried it; 0: not recorded."))
+    impressions = models.PositiveBigIntegerField(_("impressions"), default=0)
+    clicks = models.PositiveBigIntegerField(_("clicks"), default=0)
+    visitors = models.PositiveBigIntegerField(
+        _("visitors"), default=0, help_text=_("Distinct visitors (user or session) with an impression or a click."))
+    add_to_carts = models.PositiveBigIntegerField(_("attributed add-to-carts"), default=0)
+    purchases = models.PositiveBigIntegerField(_("attributed purchases"), default=0)
+    revenue = models.DecimalField(_("attributed revenue"), max_digits=18, decimal_places=2, default=0)
+
+    class Meta:
+        verbose_name = _("daily block statistics")
+        verbose_name_plural = _("daily block statistics")
+        ordering = ["-day", "block", "algorithm", "run"]
+        constraints = [
+            models.UniqueConstraint(fields=["day", "block", "algorithm", "run"], name="rec_daily_block_key"),
+        ]
+
+    def __str__(self):
+        return f"{self.day} {self.block}:{self.algorithm}"
+
+    @property
+    def ctr(self):
+        """Clicks per impression, or None without impressions."""
+        return self.clicks / self.impressions if self.impressions else None
+
+    @property
+    def conversion_rate(self):
+        """Attributed purchases per click, or None without clicks."""
+        return self.purchases / self.clicks if self.clicks else None
+
+    @property
+    def rpm(self):
+        """Attributed revenue per thousand impressions, or None without impressions."""
+        return float(self.revenue) * 1000 / self.impressions if self.impressions else None
+
+
+class AggregationState(models.Model):
+    """How far an incremental aggregation has read the interactions (one row per aggregation)."""
+
+    name = models.CharField(_("name"), max_length=50, unique=True)
+    last_id = models.PositiveBigIntegerField(_("last interaction id read"), default=0)
+    updated = models.DateTimeField(_("updated"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("aggregation state")
+        verbose_name_plural = _("aggregation states")
+
+    def __str__(self):
+        return f"{self.name} @ {self.last_id}"
+
+
+class Experiment(models.Model):
+    """An A/B test of the algorithms behind some recommendation blocks.
+
+    Visitors are split between the variants by a hash of ``salt`` and their assignment key
+    (``recommender.analytics.experiments.variant_for``): deterministic, sticky, and
+    independent of other experiments, whose salts differ. A block is governed by at most
+    one running experiment.
+    """
+
+    class Status(models.TextChoices):
+        DRAFT = "draft", _("draft")
+        RUNNING = "running", _("running")
+        STOPPED = "stopped", _("stopped")
+
+    name = models.CharField(_("name"), max_length=100, unique=True)
+    description = models.TextField(_("description"), blank=True, default="")
+    blocks = models.JSONField(
+        _("blocks"), default=list,
+        help_text=_('The blocks it governs, as named in impressions: ["recommended_for_you", "similar_items"].'))
+    salt = models.CharField(_("salt"), max_length=64, blank=True, default="",
+                            help_text=_("Hashed with the visitor's key; set from the name when left blank."))
+    status = models.CharField(_("status"), max_length=10, choices=Status.choices, default=Status.DRAFT)
+    start = models.DateTimeField(_("start"), null=True, blank=True)
+    stop = models.DateTimeField(_("stop"), null=True, blank=True)
+    created = models.DateTimeField(_("created"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("experiment")
+        verbose_name_plural = _("experiments")
+        ordering = ["-created", "-id"]
+
+    def __str__(self):
+        return self.name
+
+    def clean(self):
+        """Full validation (``validate_experiment``) of a running experiment with its saved variants."""
+        if self.status == self.Status.RUNNING:
+            from recommender.analytics.experiments import validate_experiment
+
+            validate_experiment(self)
+
+    def save(self, *args, **kwargs):
+        if not self.salt:
+            self.salt = self.name
+        super().save(*args, **kwargs)
+        _experiments_changed()
+
+    def delete(self, *args, **kwargs):
+        result = super().delete(*args, **kwargs)
+        _experiments_changed()
+        return result
+
+
+def _experiments_changed():
+    """Every process reloads its copy of the running experiments (``algorithm_for``)."""
+    from recommender.analytics.experiments import bump_token
+
+    bump_token()
+
+
+class Variant(models.Model):
+    """One arm of an experiment: an algorithm (or "" for a control that shows no block) and its share."""
+
+    experiment = models.ForeignKey(Experiment, verbose_name=_("experiment"), on_delete=models.CASCADE,
+                                   related_name="variants")
+    name = models.CharField(_("name"), max_length=50)
+    algorithm = models.CharField(_("algorithm"), max_length=50, blank=True, default="",
+                                 help_text=_("A name in RECOMMENDER['ALGORITHMS']; empty: the block is not shown."))
+    share = models.FloatField(_("traffic share"), help_text=_("From 0 to 1; the variants' shares add up to 1."))
+
+    class Meta:
+        verbose_name = _("variant")
+        verbose_name_plural = _("variants")
+        ordering = ["experiment", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["experiment", "name"], name="rec_variant_name"),
+        ]
+
+    def __str__(self):
+        return f"{self.experiment_id}/{self.name}"
+
+    def save(self, *args, **kwargs):
+        super().save(*args, **kwargs)
+        _experiments_changed()
+
+    def delete(self, *args, **kwargs):
+        result = super().delete(*args, **kwargs)
+        _experiments_changed()
+        return result
+
+
+class Exposure(models.Model):
+    """A visitor's first exposure to an experiment and the variant they were given.
+
+    One row per experiment and assignment key, written once
+    (``recommender.analytics.experiments.record_exposure``). It counts the visitors of each
+    variant, the control's too (which shows nothing, so it has no impressions), and links
+    their later interactions to the variant: ``user`` is set at exposure or at login.
+    """
+
+    experiment = models.ForeignKey(Experiment, verbose_name=_("experiment"), on_delete=models.CASCADE,
+                                   related_name="exposures")
+    variant = models.CharField(_("variant"), max_length=50)
+    key = models.CharField(_("assignment key"), max_length=64,
+                           help_text=_('"u:<user pk>" or "s:<session key>": what the variant was hashed from.'))
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, verbose_name=_("user"), null=True, blank=True,
+                             on_delete=models.CASCADE, related_name="+")
+    session_key = models.CharField(_("session key"), max_length=40, blank=True, default="")
+    first_seen = models.DateTimeField(_("first exposed"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("exposure")
+        verbose_name_plural = _("exposures")
+        constraints = [
+            models.UniqueConstraint(fields=["experiment", "key"], name="rec_exposure_key"),
+        ]
+        indexes = [
+            models.Index(fields=["experiment", "variant"], name="rec_exposure_variant"),
+            models.Index(fields=["session_key"], name="rec_exposure_session"),
+        ]
+
+    def __str__(self):
+        return f"{self.experiment_id}/{self.variant} {self.key}"
+
+
+class DailyVariantStats(models.Model):
+    """One day of one experiment variant: its new visitors and what all its visitors did.
+
+    Written with :class:`DailyBlockStats` by the same task. ``exposed`` counts the visitors
+    first exposed that day; the other counts are those visitors' events after their first
+    exposure: impressions and clicks in the experiment's blocks, and all their
+    add-to-carts, purchases and revenue (a control that shows no block has no attributed
+    sales to compare with, so variants are compared on everything their visitors bought).
+    """
+
+    day = models.DateField(_("day"))
+    experiment = models.ForeignKey(Experiment, verbose_name=_("experiment"), on_delete=models.CASCADE,
+                                   related_name="daily_stats")
+    variant = models.CharField(_("variant"), max_length=50)
+    exposed = models.PositiveBigIntegerField(_("visitors first exposed"), default=0)
+    impressions = models.PositiveBigIntegerField(_("impressions"), default=0)
+    clicks = models.PositiveBigIntegerField(_("clicks"), default=0)
+    add_to_carts = models.PositiveBigIntegerField(_("add-to-carts"), default=0)
+    purchases = models.PositiveBigIntegerField(_("purchases"), default=0)
+    revenue = models.DecimalField(_("revenue"), max_digits=18, decimal_places=2, default=0)
+
+    class Meta:
+        verbose_name = _("daily variant statistics")
+        verbose_name_plural = _("daily variant statistics")
+        ordering = ["-day", "experiment", "variant"]
+        constraints = [
+            models.UniqueConstraint(fields=["day", "experiment", "variant"], name="rec_daily_variant_key"),
+        ]
+
+    def __str__(self):
+        return f"{self.day} {self.experiment_id}/{self.variant}"

@@ -1,5 +1,7 @@
 """Admin for interactions, built for tables of millions of rows."""
 
+import json
+
 from django.contrib import admin
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
@@ -15,6 +17,33 @@ from recommender.conf import rec_settings
 from recommender.models import Interaction
 
 HISTORY_ROWS = 10
+#: Events the history views leave out unless asked: a block render records one per item shown.
+HIDDEN_EVENTS = ["impression"]
+
+
+class ImpressionsFilter(admin.SimpleListFilter):
+    """Impressions are hidden unless this filter, or the event filter, asks for them."""
+
+    title = _("impressions")
+    parameter_name = "impressions"
+
+    def lookups(self, request, model_admin):
+        return [("show", _("shown")), ("only", _("only impressions"))]
+
+    def choices(self, changelist):
+        yield {"selected": self.value() is None, "display": _("hidden"),
+               "query_string": changelist.get_query_string(remove=[self.parameter_name])}
+        for lookup, title in self.lookup_choices:
+            yield {"selected": self.value() == lookup,
+                   "query_string": changelist.get_query_string({self.parameter_name: lookup}),
+                   "display": title}
+
+    def queryset(self, request, queryset):
+        if self.value() == "only":
+            return queryset.filter(event__in=HIDDEN_EVENTS)
+        if self.value() == "show" or any(k in request.GET for k in ("event", "event__exact", "event__in")):
+            return queryset
+        return queryset.exclude(event__in=HIDDEN_EVENTS)
 
 
 class EstimatedCountPaginator(Paginator):
@@ -23,20 +52,27 @@ class EstimatedCountPaginator(Paginator):
     @cached_property
     def count(self):
         qs = self.object_list
-        if not qs.query.where and connections[qs.db].vendor == "postgresql":
-            with connections[qs.db].cursor() as cursor:
-                cursor.execute("SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass",
-                               [qs.model._meta.db_table])
-                row = cursor.fetchone()
-            if row and row[0] > 100_000:
-                return row[0]
+        if connections[qs.db].vendor == "postgresql":
+            if not qs.query.where:
+                with connections[qs.db].cursor() as cursor:
+                    cursor.execute("SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass",
+                                   [qs.model._meta.db_table])
+                    row = cursor.fetchone()
+                estimate = row[0] if row else 0
+            elif qs.query.where == qs.model._default_manager.exclude(event__in=HIDDEN_EVENTS).query.where:
+                # the default list (impressions hidden): the planner's estimate, not COUNT(*)
+                estimate = json.loads(qs.order_by().explain(format="json"))[0]["Plan"]["Plan Rows"]
+            else:
+                estimate = 0
+            if estimate > 100_000:
+                return estimate
         return super().count
 
 
 @admin.register(Interaction)
 class InteractionAdmin(admin.ModelAdmin):
     list_display = ["timestamp", "user", "visitor_session", "item", "event", "value", "context"]
-    list_filter = ["event", ("timestamp", admin.DateFieldListFilter)]
+    list_filter = ["event", ImpressionsFilter, ("timestamp", admin.DateFieldListFilter)]
     raw_id_fields = ["user", "item"]
     list_select_related = ["user", "item"]
     show_full_result_count = False
@@ -116,7 +152,8 @@ class InteractionHistoryMixin:
         if obj is None or obj.pk is None:
             return ""
         lookup = self._history_lookup()
-        rows = (Interaction.objects.filter(**{lookup: obj}).select_related("user", "item")
+        rows = (Interaction.objects.filter(**{lookup: obj}).exclude(event__in=HIDDEN_EVENTS)
+                .select_related("user", "item")
                 .order_by("-timestamp", "-id")[:HISTORY_ROWS])
         url = reverse("admin:recommender_interaction_changelist") + f"?{lookup}__id__exact={obj.pk}"
         other = "item" if lookup == "user" else "user"

@@ -15,11 +15,18 @@ from rest_framework.response import Response
 from recommender import serving
 from recommender.api.exceptions import exception_handler
 from recommender.api.parsers import PARSER_CLASSES
-from recommender.api.serializers import EventSerializer, InteractionSerializer
+from recommender.api.schema import OpenApiParameter, PolymorphicProxySerializer, errors, extend_schema
+from recommender.api.serializers import (
+    EventBatchSerializer,
+    EventsCreatedSerializer,
+    EventSerializer,
+    InteractionSerializer,
+)
 from recommender.api.throttling import EventsAnonThrottle, EventsUserThrottle
 from recommender.conf import rec_settings
 from recommender.models import Interaction
 from recommender.tracking.events import visitor_of
+from recommender.training import follow
 
 
 class APIDefaultsMixin:
@@ -51,6 +58,25 @@ class HistoryPagination(CursorPagination):
     page_size = 50
 
 
+#: Session cookie, or anonymous (allowed while TRACK_ANONYMOUS is on, the default: else 403).
+_EVENTS_AUTH = [{"cookieAuth": []}, {}]
+_ANONYMOUS_403 = gettext_lazy(
+    "Anonymous while TRACK_ANONYMOUS is off; a POST without the CSRF token, or anonymous without a "
+    "session (a page that includes the recommender script starts it).")
+_HISTORY_PARAMETERS = [
+    OpenApiParameter("event", str, description=gettext_lazy("Only the events of this type.")),
+    OpenApiParameter("include", str, enum=["impressions"],
+                     description=gettext_lazy("impressions: with the impressions (left out by default).")),
+]
+_EVENTS_REQUEST = {
+    "application/json": PolymorphicProxySerializer(
+        component_name="EventOrBatch", resource_type_field_name=None, many=False,
+        serializers=[EventSerializer, EventSerializer(many=True), EventBatchSerializer]),
+    "application/x-www-form-urlencoded": EventSerializer,
+    "multipart/form-data": EventSerializer,
+}
+
+
 class EventsView(APIDefaultsMixin, GenericAPIView):
     """POST one event (an object) or a batch (a list, or `{"events": [...]}`); GET your history.
 
@@ -68,9 +94,17 @@ class EventsView(APIDefaultsMixin, GenericAPIView):
     pagination_class = HistoryPagination
 
     def get_queryset(self):
+        """The caller's history; ``?event=<type>`` keeps one event type, and impressions (one per
+        item a block showed) are left out unless ``?event=impression`` or ``?include=impressions``."""
         request = self.request
         session_key = getattr(getattr(request, "session", None), "session_key", None)
-        return Interaction.objects.for_visitor(request.user, session_key).select_related("item")
+        queryset = Interaction.objects.for_visitor(request.user, session_key).select_related("item")
+        event = request.query_params.get("event")
+        if event:
+            return queryset.filter(event=event)
+        if "impressions" not in request.query_params.getlist("include"):
+            queryset = queryset.exclude(event="impression")
+        return queryset
 
     def perform_authentication(self, request):
         super().perform_authentication(request)
@@ -80,10 +114,17 @@ class EventsView(APIDefaultsMixin, GenericAPIView):
         if request.method not in SAFE_METHODS and not request.user.is_authenticated:
             SessionAuthentication().enforce_csrf(request)
 
+    @extend_schema(parameters=_HISTORY_PARAMETERS,
+                   responses={200: InteractionSerializer(many=True),
+                              **errors(403, 404, 429, 503, e403=_ANONYMOUS_403, e404=gettext_lazy("Invalid cursor."))},
+                   auth=_EVENTS_AUTH)
     def get(self, request):
         page = self.paginate_queryset(self.get_queryset())
         return self.get_paginated_response(self.get_serializer(page, many=True).data)
 
+    @extend_schema(request=_EVENTS_REQUEST,
+                   responses={201: EventsCreatedSerializer, **errors(400, 403, 413, 429, 503, e403=_ANONYMOUS_403)},
+                   auth=_EVENTS_AUTH)
     def post(self, request):
         data = request.data
         many = isinstance(data, list) or (isinstance(data, dict) and "events" in data)
@@ -120,6 +161,8 @@ class EventsView(APIDefaultsMixin, GenericAPIView):
             Interaction.objects.bulk_create(rows)
         if user is not None and set(serving.fact_events()) & {row.event for row in rows}:
             serving.touch_user(user.pk)  # bulk_create sends no post_save: refresh "already bought"
+        if user is not None:
+            follow.events_recorded(user.pk, {row.event for row in rows})  # re-score their list
         return Response({"created": len(rows)}, status=status.HTTP_201_CREATED)
 
     @staticmethod

@@ -17,6 +17,7 @@ TASKS = {
     "fail_stale_runs": ("recommender.fail_stale_runs", "REFRESH_QUEUE"),
     "cleanup_artifacts": ("recommender.cleanup_artifacts", "REFRESH_QUEUE"),
     "purge_anonymous": ("recommender.purge_anonymous", "REFRESH_QUEUE"),
+    "aggregate_daily": ("recommender.aggregate_daily", "REFRESH_QUEUE"),
 }
 
 
