@@ -6,7 +6,7 @@ response bytes are stored behind a fingerprint of the user's list as cached, the
 items token and the user's token (:mod:`recommender.serving`); one MGET of those
 three keys and the response tells whether the stored bytes are still right. With
 Django's RedisCache the MGET goes through one module-level redis-py client, which
-costs about half of a ``cache.get`` (docs/serving.md, MEASUREMENTS.md).
+costs about half of a ``cache.get`` (docs/serving.md).
 """
 
 import hashlib

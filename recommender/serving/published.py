@@ -174,7 +174,7 @@ def backend():
     """The cache and, for Django's RedisCache, one redis-py client kept for the process.
 
     Django's RedisCache builds a new client object on every call, which costs about as
-    much as the round trip itself (MEASUREMENTS.md); the request path reuses one. The
+    much as the round trip itself; the request path reuses one. The
     pair is kept for the process (``caches[alias]`` alone costs a thread-local lookup).
     """
     alias = rec_settings.CACHE_ALIAS

@@ -1,4 +1,4 @@
-"""SimilarItems and Complements answer different questions (docs/shelf.md)."""
+"""SimilarItems and Complements answer different questions (docs/benchmarks.md, "The shelf")."""
 
 from __future__ import annotations
 
