@@ -16,6 +16,7 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404, HttpResponse
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
@@ -24,6 +25,7 @@ from rest_framework.views import APIView
 
 from recommender import serving
 from recommender.api.descriptions import DescribedView
+from recommender.api.schema import ITEM_ID, errors, extend_schema
 from recommender.api.serializers import (
     RecommendationPageSerializer,
     RecommendationQuerySerializer,
@@ -34,12 +36,6 @@ from recommender.api.throttling import RecommendationsAnonThrottle, Recommendati
 from recommender.api.views import APIDefaultsMixin
 from recommender.conf import rec_settings
 from recommender.fastpath import responses
-
-try:
-    from drf_spectacular.utils import extend_schema
-except ImportError:  # the OpenAPI schema is optional
-    def extend_schema(*args, **kwargs):
-        return lambda view: view
 
 
 def max_results():
@@ -85,7 +81,10 @@ class RecommendationsView(_RecommendationView):
 
     query_serializer = UserRecommendationQuerySerializer
 
-    @extend_schema(parameters=[UserRecommendationQuerySerializer], responses=RecommendationPageSerializer)
+    @extend_schema(parameters=[UserRecommendationQuerySerializer],
+                   responses={200: RecommendationPageSerializer, **errors(
+                       400, 403, 429, 503, e403=gettext_lazy("?user= of another user without the "
+                                                             "recommender.view_interaction permission."))})
     def get(self, request, fastpath=None):
         params = self.query(request)
         user = request.user if request.user.is_authenticated else None
@@ -151,7 +150,8 @@ class _ItemListView(_SharedListView):
 
     recommend = None
 
-    @extend_schema(parameters=[RecommendationQuerySerializer], responses=RecommendationPageSerializer)
+    @extend_schema(parameters=[ITEM_ID, RecommendationQuerySerializer],
+                   responses={200: RecommendationPageSerializer, **errors(400, 404, 429, 503)})
     def get(self, request, pk, fastpath=None):
         params = self.query(request)
         recs = type(self).recommend(_item(pk), n=max_results(), algorithm=params.get("algorithm"),
@@ -179,7 +179,8 @@ class TrendingView(_SharedListView):
 
     kind = "trending"
 
-    @extend_schema(parameters=[RecommendationQuerySerializer], responses=RecommendationPageSerializer)
+    @extend_schema(parameters=[RecommendationQuerySerializer],
+                   responses={200: RecommendationPageSerializer, **errors(400, 429, 503)})
     def get(self, request, fastpath=None):
         params = self.query(request)
         recs = serving.trending(n=max_results(), category=params.get("category"), request=request,

@@ -44,6 +44,36 @@ class EventSerializer(serializers.Serializer):
         return attrs
 
 
+class EventBatchSerializer(serializers.Serializer):
+    """A batch of events posted as ``{"events": [...]}`` (documentation only: EventsView reads it)."""
+
+    events = EventSerializer(many=True, help_text=_("At most RECOMMENDER['API_MAX_BATCH'] events (500)."))
+
+
+class EventsCreatedSerializer(serializers.Serializer):
+    """The answer to a POST of events (documentation only)."""
+
+    created = serializers.IntegerField(help_text=_("How many events were stored."))
+
+
+class ErrorSerializer(serializers.Serializer):
+    """An error answer ``{"detail": "..."}`` (documentation only)."""
+
+    detail = serializers.CharField()
+
+
+class ItemKeyField(serializers.Field):
+    """An item's primary key, as the item model stores it: documented with that key's type
+    (:mod:`recommender.api.schema`)."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("read_only", True)
+        super().__init__(**kwargs)
+
+    def to_representation(self, value):
+        return value
+
+
 class InteractionSerializer(serializers.ModelSerializer):
     """A row of the visitor's own history."""
 
@@ -128,7 +158,7 @@ class UserRecommendationQuerySerializer(RecommendationQuerySerializer):
 class RecommendationSerializer(serializers.Serializer):
     """One recommended item (the shape of each ``results`` entry; documentation only)."""
 
-    item = serializers.CharField(help_text=_("Primary key of the item."))
+    item = ItemKeyField(help_text=_("Primary key of the item."))
     title = serializers.CharField()
     price = serializers.CharField(allow_null=True)
     url = serializers.CharField()
@@ -136,7 +166,7 @@ class RecommendationSerializer(serializers.Serializer):
     score = serializers.FloatField()
     reason = serializers.CharField(help_text=_("Why it is shown, in the request's language."))
     algorithm = serializers.CharField()
-    because = serializers.CharField(allow_null=True, help_text=_("Key of the item behind the reason."))
+    because = ItemKeyField(allow_null=True, help_text=_("Key of the item behind the reason."))
 
 
 class RecommendationPageSerializer(serializers.Serializer):

@@ -11,15 +11,14 @@ from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.permissions import DjangoModelPermissions
 from rest_framework.response import Response
 
+from recommender.api.schema import RUN_ID, OpenApiParameter, errors, extend_schema, extend_schema_view
 from recommender.api.serializers import StartTrainingSerializer, TrainingRunSerializer
 from recommender.api.views import APIDefaultsMixin
 from recommender.models import TrainingRun
 
-try:
-    from drf_spectacular.utils import extend_schema
-except ImportError:  # the OpenAPI schema is optional
-    def extend_schema(*args, **kwargs):
-        return lambda view: view
+#: The runs a POST queued, as a plain array: a raw schema, because drf-spectacular pages a
+#: list serializer (and adds limit/offset) on a view with a paginator, POST included.
+_STARTED_RUNS = {"type": "array", "items": {"$ref": "#/components/schemas/TrainingRun"}}
 
 
 class TrainingRunPagination(LimitOffsetPagination):
@@ -38,6 +37,11 @@ class TrainingRunPermissions(DjangoModelPermissions):
     }
 
 
+@extend_schema_view(get=extend_schema(
+    parameters=[OpenApiParameter("algorithm", str, description="Only the runs of this algorithm."),
+                OpenApiParameter("status", str, enum=TrainingRun.Status.values,
+                                 description="Only runs in this state.")],
+    responses={200: TrainingRunSerializer(many=True), **errors(403, 503)}))
 class TrainingRunsView(APIDefaultsMixin, ListAPIView):
     """GET: training runs, newest first (`?algorithm=`, `?status=` filter). POST: start a training.
 
@@ -57,7 +61,7 @@ class TrainingRunsView(APIDefaultsMixin, ListAPIView):
                 runs = runs.filter(**{field: value})
         return runs
 
-    @extend_schema(request=StartTrainingSerializer, responses={202: TrainingRunSerializer(many=True)})
+    @extend_schema(request=StartTrainingSerializer, responses={202: _STARTED_RUNS, **errors(400, 403, 413, 503)})
     def post(self, request):
         serializer = StartTrainingSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -68,6 +72,8 @@ class TrainingRunsView(APIDefaultsMixin, ListAPIView):
         return Response(TrainingRunSerializer(runs, many=True).data, status=status.HTTP_202_ACCEPTED)
 
 
+@extend_schema_view(get=extend_schema(parameters=[RUN_ID],
+                                      responses={200: TrainingRunSerializer, **errors(403, 404, 503)}))
 class TrainingRunView(APIDefaultsMixin, RetrieveAPIView):
     """One training run: status, progress, data snapshot, metrics, gate decision, error."""
 
