@@ -277,3 +277,16 @@ def test_anonymous_events_need_the_csrf_token(catalog):
     assert response.status_code == 201
     # reading one's history needs no token
     assert client.get(EVENTS).status_code == 200
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("url", ["/recommender/api/events/", "/recommender/api/recommendations/",
+                                 "/recommender/api/trending/", "/recommender/api/training-runs/"])
+def test_database_outage_with_database_sessions(alice, catalog, url, settings):
+    """The session itself lives in the database that is down: still a JSON 503 on every endpoint."""
+    settings.SESSION_ENGINE = "django.contrib.sessions.backends.db"
+    client = Client(raise_request_exception=False)
+    client.force_login(alice)
+    with _database_down():
+        response = client.get(url, HTTP_ACCEPT="application/json")
+    assert response.status_code == 503 and response["Content-Type"] == "application/json"
