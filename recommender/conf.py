@@ -6,6 +6,7 @@ change (``override_settings`` in tests), the way DRF's ``api_settings`` does.
 """
 
 import os
+from importlib.util import find_spec
 from typing import Any
 
 from django.apps import apps
@@ -84,10 +85,11 @@ DEFAULTS = {
         "hybrid": {"class": "recommender.engine.hybrid.Hybrid"},
     },
     # What "train all" trains, and which algorithm feeds each served list.
-    # Collaborative filtering (ease), content-based (content) and the deep model (two_tower)
-    # train beside the hybrid, which blends them as validation weighs them (engine.md).
-    "TRAIN_ALGORITHMS": ["popular", "trending", "similar", "complements", "ease", "content", "two_tower",
-                         "hybrid"],
+    # Collaborative filtering (ease), content-based (content) and the deep model (two_tower,
+    # when TensorFlow, the "deep" extra, is installed) train beside the hybrid, which blends
+    # them as validation weighs them (docs/engine.md).
+    "TRAIN_ALGORITHMS": ["popular", "trending", "similar", "complements", "ease", "content",
+                         *(["two_tower"] if find_spec("tensorflow") is not None else []), "hybrid"],
     "DEFAULT_ALGORITHM": "hybrid",  # "recommended for you"
     "SIMILAR_ALGORITHM": "similar",  # "similar items": content + co-views (docs/benchmarks.md, "The shelf")
     "BOUGHT_TOGETHER_ALGORITHM": "complements",  # "customers also bought": same-basket LLR

@@ -6,8 +6,10 @@ from django.contrib.auth.signals import user_logged_in
 def on_login(sender, request, user, **kwargs):
     from recommender.tracking.events import merge_anonymous
 
-    if request is not None:
-        merge_anonymous(request, user)
+    if request is not None and merge_anonymous(request, user):
+        from recommender.training import follow
+
+        follow.events_recorded(user.pk)  # the merged history changes the user's list
 
 
 def connect():
@@ -15,9 +17,11 @@ def connect():
 
     from recommender import serving
     from recommender.fastpath import identity
+    from recommender.training import follow
 
     user_logged_in.connect(
         on_login, sender=get_user_model(), dispatch_uid="recommender.merge_anonymous"
     )
     serving.connect()  # cache invalidation on item changes and purchases
     identity.connect()  # a changed user's cached auth record is dropped
+    follow.connect()  # a logged-in user's events re-score their list (a task, after the commit)

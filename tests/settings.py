@@ -25,6 +25,11 @@ if os.environ.get("RECOMMENDER_TEST_OVERRIDES"):
     import json
 
     RECOMMENDER = {**RECOMMENDER, **json.loads(os.environ["RECOMMENDER_TEST_OVERRIDES"])}  # noqa: F405
+# ... and the test's cache (JSON), when the test serves from Redis (tests/test_follow.py).
+if os.environ.get("RECOMMENDER_TEST_CACHES"):
+    import json
+
+    CACHES = json.loads(os.environ["RECOMMENDER_TEST_CACHES"])
 
 # Close connections at the end of each request: the live server's request threads must
 # not keep sessions open on the test database (it is dropped at the end of the run).

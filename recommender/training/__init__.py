@@ -9,8 +9,10 @@
   lists (:mod:`recommender.serving.published`).
 - :mod:`~recommender.training.dispatch`: sends the Celery tasks by name, so the
   orchestration never imports the task module.
+- :mod:`~recommender.training.follow`: a logged-in user's events queue the re-scoring of
+  their "recommended for you" list (debounced; the task calls ``refresh.refresh_user``).
 - :mod:`~recommender.training.tasks`: the ``@shared_task`` entry points (they only delegate).
 - :mod:`~recommender.training.schedules`: beat entries for the site's Celery app.
 
-Nothing here runs on a web request except queueing a run.
+Nothing here runs on a web request except queueing a run or a user's re-scoring.
 """

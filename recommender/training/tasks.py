@@ -19,7 +19,7 @@ from recommender.models import Interaction
 
 __all__ = [
     "train_algorithm", "train_all", "retrain_if_new_data", "evaluate", "refresh_lists", "refresh_chunk",
-    "refresh_all", "fail_stale_runs", "cleanup_artifacts", "purge_anonymous",
+    "refresh_all", "refresh_user", "fail_stale_runs", "cleanup_artifacts", "purge_anonymous",
 ]
 
 
@@ -109,6 +109,15 @@ def refresh_chunk(algorithm, run_id, kind, start, stop):
     from recommender.training import refresh
 
     return refresh.refresh_chunk(algorithm, run_id, kind, start, stop)
+
+
+@shared_task(name="recommender.refresh_user", ignore_result=True)
+def refresh_user(user_pk):
+    """Re-score a logged-in user's "recommended for you" lists from their current history
+    (queued after their events by :mod:`recommender.training.follow`)."""
+    from recommender.training import follow
+
+    return follow.run(user_pk)
 
 
 @shared_task(name="recommender.refresh_all", ignore_result=True)
