@@ -91,7 +91,7 @@ class Comparison:
 
     ``lift_low``/``lift_high`` is the interval the dashboard shows. For means it is the
     Poisson-bootstrap percentile interval; the delta-method interval is kept in
-    ``delta_lift_low``/``delta_lift_high`` (see docs/online-metrics-statistics.md).
+    ``delta_lift_low``/``delta_lift_high`` (see docs/online-metrics.md, "Statistics of A/B tests").
     """
 
     variant: str
