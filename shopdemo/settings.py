@@ -193,6 +193,7 @@ RECOMMENDER = {
         "external_id": "stock_code",
     },
     "ARTIFACT_DIR": str(VAR_DIR / "artifacts"),
+    "ADD_TO_CART_URL": "shop:cart_add",
 }
 
 # Celery: Redis when CELERY_BROKER_URL is set, else a broker that needs no server.

@@ -229,5 +229,13 @@ def _one_list(kind, setting):
 similar_items_view = _shared_list_view(SimilarItemsView.as_view(), _one_list("similar", "SIMILAR_ALGORITHM"))
 bought_together_view = _shared_list_view(BoughtTogetherView.as_view(),
                                          _one_list("bought_together", "BOUGHT_TOGETHER_ALGORITHM"))
-trending_view = _shared_list_view(TrendingView.as_view(), lambda request, kwargs: [
-    ("trending", request.GET.get("algorithm") or rec_settings.TRENDING_ALGORITHM, 0)])
+def _trending_lists(request, kwargs):
+    """The site's trending list and, with ``?category=``, the category's own list (read first)."""
+    algorithm = request.GET.get("algorithm") or rec_settings.TRENDING_ALGORITHM
+    lists = [("trending", algorithm, 0)]
+    if request.GET.get("category"):
+        lists.append(("trending", algorithm, serving.category_subject(request.GET["category"])))
+    return lists
+
+
+trending_view = _shared_list_view(TrendingView.as_view(), _trending_lists)

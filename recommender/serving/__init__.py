@@ -21,7 +21,13 @@ from django.db.models.signals import post_delete, post_save
 from recommender.conf import rec_settings
 from recommender.models import Interaction, ServedList
 from recommender.serving import published
-from recommender.serving.candidates import ITEMS_TOKEN_KEY, Pipeline, Recommendation, Recommendations
+from recommender.serving.candidates import (
+    ITEMS_TOKEN_KEY,
+    Pipeline,
+    Recommendation,
+    Recommendations,
+    category_subject,
+)
 
 if TYPE_CHECKING:
     from django.contrib.auth.base_user import AbstractBaseUser
@@ -221,11 +227,21 @@ def _history_source(user, session_key):
     return source
 
 
-def _fallback_sources():
-    return [
-        _list_source("trending", rec_settings.TRENDING_ALGORITHM, 0, "trending"),
-        _list_source("popular", rec_settings.POPULAR_ALGORITHM, 0, "popular"),
-    ]
+def _fallback_sources(category=None, trending_algorithm=None):
+    """Trending, then popular items; for a category its own lists first (published by the
+    refresh for every category), then the site's lists filtered to it."""
+    trending_algorithm = trending_algorithm or rec_settings.TRENDING_ALGORITHM
+    subjects = [0]
+    subject = category_subject(category)
+    if subject:
+        subjects.insert(0, subject)
+    sources = []
+    for subject in subjects:
+        sources += [
+            _list_source("trending", trending_algorithm, subject, "trending"),
+            _list_source("popular", rec_settings.POPULAR_ALGORITHM, subject, "popular"),
+        ]
+    return sources
 
 
 # Public functions ---------------------------------------------------------------
@@ -257,7 +273,7 @@ def recommend_for(request_or_user: HttpRequest | AbstractBaseUser | None, n: int
         sources.append(_list_source("for_user", algorithm, user.pk, "for_user"))
     if user is not None or session_key:
         sources.append(_history_source(user, session_key))
-    sources += _fallback_sources()
+    sources += _fallback_sources(category)
     pipeline = Pipeline(n, exclude=set(exclude) | facts.excluded, category=category, bought=facts.bought)
     return pipeline.run(sources)
 
@@ -271,9 +287,10 @@ def similar_items(item: Model, n: int = 10, algorithm: str | None = None, reques
     sources = [_list_source("similar", algorithm, item.pk, "similar")]
     category_field = rec_settings.item_field("category")
     if category_field:
-        own = item._meta.get_field(category_field)
-        sources.append(_list_source("popular", rec_settings.POPULAR_ALGORITHM, 0, "popular",
-                                    only_category=getattr(item, own.attname)))
+        own = getattr(item, item._meta.get_field(category_field).attname)
+        for subject in dict.fromkeys((category_subject(own), 0)):
+            sources.append(_list_source("popular", rec_settings.POPULAR_ALGORITHM, subject, "popular",
+                                        only_category=own))
     pipeline = Pipeline(n, exclude={item.pk, *exclude} | facts.excluded, category=category,
                          bought=facts.bought, known=[item])
     return pipeline.run(sources)
@@ -299,12 +316,14 @@ def bought_together(items: Model | Any | Iterable[Model | Any], n: int = 10, alg
 
 def trending(n: int = 10, category: Any = None, request: HttpRequest | None = None, exclude: Iterable[Any] = (),
              algorithm: str | None = None) -> Recommendations:
-    """Trending items ("Trending now"), then popular ones ("Popular in <category>")."""
+    """Trending items ("Trending now"), then popular ones ("Popular in <category>").
+
+    With a ``category``, that category's own lists come first, then the site's lists
+    filtered to it (before a refresh has published the category's lists).
+    """
     _request, user, _session = _visitor(request)
     facts = user_facts(user, request)
-    sources = _fallback_sources()
-    if algorithm:
-        sources[0] = _list_source("trending", algorithm, 0, "trending")
+    sources = _fallback_sources(category, algorithm)
     pipeline = Pipeline(n, exclude=set(exclude) | facts.excluded, category=category, bought=facts.bought)
     return pipeline.run(sources)
 

@@ -9,16 +9,35 @@ import hashlib
 from dataclasses import dataclass
 
 from django.db.models import Q
+from django.urls import reverse
 from django.utils.functional import cached_property
 from django.utils.translation import gettext as _
 
 from recommender.conf import rec_settings
 from recommender.serving import published
 
-__all__ = ["ITEMS_TOKEN_KEY", "Pipeline", "Recommendation", "Recommendations"]
+__all__ = ["ITEMS_TOKEN_KEY", "Pipeline", "Recommendation", "Recommendations", "category_subject"]
 
 #: Cache key of the items token: any item's save or delete changes it (``serving.touch_items``).
 ITEMS_TOKEN_KEY = "recommender:serving:items"
+
+
+def category_subject(category):
+    """The ``subject`` of a category's trending and popular lists (0 is the whole catalogue's).
+
+    A positive integer key is the subject itself; any other value (a name, a path, 0 or
+    a negative key) is a negative 63-bit digest of its text, so no category shares the
+    site-wide subject 0.
+    """
+    value = _category_value(category)
+    if value is None:
+        return 0
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    if isinstance(value, str) and value.isdigit() and int(value) > 0:
+        return int(value)
+    digest = hashlib.blake2b(str(value).encode(), digest_size=8).digest()
+    return -(int.from_bytes(digest, "big") >> 1) - 1
 
 @dataclass(frozen=True, slots=True)
 class Recommendation:
@@ -53,6 +72,18 @@ class Recommendation:
         if not value:  # None, "" or an empty FieldFile
             return ""
         return getattr(value, "url", None) or str(value)
+
+    @property
+    def add_to_cart_url(self):
+        """The site's add-to-cart URL of the item (``ADD_TO_CART_URL`` reversed with its key), or ""."""
+        name = rec_settings.ADD_TO_CART_URL
+        return reverse(name, args=[self.item.pk]) if name else ""
+
+    @property
+    def category(self):
+        """The item's category (the ``category`` item field), or None."""
+        field = rec_settings.item_field("category")
+        return getattr(self.item, field, None) if field else None
 
 
 def _item_title(item):

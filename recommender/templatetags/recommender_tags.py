@@ -3,15 +3,17 @@
 from collections import Counter
 
 from django import template
+from django.template.backends.utils import csrf_input
 from django.templatetags.static import static
 from django.urls import reverse
-from django.utils.html import format_html
+from django.utils.html import escape, format_html
 from django.utils.safestring import mark_safe
 from django.utils.translation import gettext as _
 
 from recommender import serving
 from recommender.conf import rec_settings
 from recommender.fastpath import blocks
+from recommender.serving.candidates import category_subject
 from recommender.tracking.events import visitor_of
 
 register = template.Library()
@@ -68,6 +70,12 @@ def recommender_click(item, context=""):
 # (pass dedupe=False to allow it).
 
 BLOCK_TEMPLATE = "recommender/block.html"
+#: Kinds of recommendation made for the visitor (the others are the same for everyone).
+PERSONAL_KINDS = frozenset({"for_user", "history"})
+#: Placeholders of request data in a block's HTML (``slots.csrf``, ``slots.next`` in the
+#: template): a stored block is shared, so they are filled in for each request.
+CSRF_SLOT = "<!--recommender:csrf-->"
+NEXT_SLOT = "recommender:next-slot"
 
 
 def _request(context):
@@ -90,6 +98,25 @@ def _user(request):
     return user if user is not None and user.is_authenticated else None
 
 
+def _fill_slots(html, request):
+    """The block's HTML with this request's CSRF input and path in place of the slots."""
+    if CSRF_SLOT in html:
+        html = html.replace(CSRF_SLOT, str(csrf_input(request)) if request is not None else "")
+    if NEXT_SLOT in html:
+        html = html.replace(NEXT_SLOT, escape(request.get_full_path()) if request is not None else "")
+    return mark_safe(html)  # noqa: S308  (HTML rendered by the block template)
+
+
+def _answered(request):
+    """The questions blocks of this page answered so far: ``("trending", category subject)``."""
+    if request is None:
+        return set()
+    answered = getattr(request, "_recommender_answered", None)
+    if answered is None:
+        answered = request._recommender_answered = set()
+    return answered
+
+
 def _page_state(request):
     """This block's position on the page and the set of items the page showed so far."""
     if request is None:
@@ -102,7 +129,7 @@ def _page_state(request):
 
 
 def _block(context, block, title, lists, compute, *, personal, n, category, exclude, template,
-           currency, dedupe, cache):
+           currency, dedupe, cache, fallback_title=None):
     """Render a block from ``compute(request, excluded)``'s recommendations, or reuse its stored HTML.
 
     ``lists`` are the ``(kind, algorithm, subject)`` lists of the block's first source,
@@ -110,6 +137,10 @@ def _block(context, block, title, lists, compute, *, personal, n, category, excl
     one rendered by a site's template, is stored per user; the others are shared by all
     visitors and reused for one only if none of its items is excluded for them (see
     :mod:`recommender.fastpath.blocks`).
+
+    A ``personal`` block that found nothing personal (all its items are trending or
+    popular) is titled ``fallback_title`` and answers the page's trending question: a
+    later ``{% trending %}`` of the same category on the page renders nothing.
     """
     request = _request(context)
     excluded = _exclusions(request, exclude, dedupe)
@@ -128,17 +159,21 @@ def _block(context, block, title, lists, compute, *, personal, n, category, excl
         per_user = personal or not blocks.is_app_template(selected)
         spec = blocks.Spec(block, lists, user.pk if per_user and user is not None else None, [
             n, getattr(category, "pk", category), str(title), names, blocks.template_digest(selected),
-            str(currency), count], excluded=dynamic)
+            str(currency), count, rec_settings.ADD_TO_CART_URL], excluded=dynamic)
         if blocks.lookup(spec, to_pk):
             if dedupe:
                 shown.update(spec.shown)
-            return mark_safe(spec.html)  # noqa: S308  (HTML rendered by the block template)
+            return _fill_slots(spec.html, request)
     recommendations = compute(request, excluded)
     if dedupe:
         shown.update(rec.item.pk for rec in recommendations)
+    if personal and recommendations and not any(rec.kind in PERSONAL_KINDS for rec in recommendations):
+        title = fallback_title or title
+        _answered(request).add(("trending", category_subject(category)))
     algorithms = Counter(rec.algorithm for rec in recommendations)
     values = {
         "block": block,
+        "block_name": block,  # inside a {% block %} of the template, "block" is that template block
         "block_id": f"rec-{block.replace('_', '-')}-{count}",
         "title": title,
         "recommendations": recommendations,
@@ -147,13 +182,14 @@ def _block(context, block, title, lists, compute, *, personal, n, category, excl
         "impression": ",".join(str(rec.item.pk) for rec in recommendations),
         "currency": currency,
         "request": request,
+        "slots": {"csrf": mark_safe(CSRF_SLOT), "next": NEXT_SLOT},
     }
     html = selected.render(context.new(values))
     # stored only when made from its first source alone (the lists its digest covers)
     if spec is not None and recommendations and recommendations.sources_read == 1:
         blocks.store(spec, html, [rec.item.pk for rec in recommendations],
                           exact=not dynamic.isdisjoint(recommendations.skipped))
-    return html
+    return _fill_slots(html, request)
 
 
 @register.simple_tag(takes_context=True)
@@ -162,7 +198,10 @@ def recommended_for_you(context, n=8, algorithm=None, category=None, exclude=Non
     """``{% recommended_for_you n=8 algorithm="als" category=cat exclude=cart_pks %}``.
 
     The visitor's own list, or (anonymous and new visitors) items similar to what they
-    viewed, then trending and popular items.
+    viewed, then trending and popular items. A visitor with nothing of their own (no
+    list, no history) gets trending items under the trending block's title ("Trending
+    now", "Trending in <category>"), and a ``{% trending %}`` of the same category later
+    on the page is left out.
     """
     user = _user(_request(context))
     # an anonymous visitor's block comes from their session's history: not stored
@@ -172,7 +211,7 @@ def recommended_for_you(context, n=8, algorithm=None, category=None, exclude=Non
         lambda request, excluded: serving.recommend_for(request, n=n, algorithm=algorithm, category=category,
                                                         exclude=excluded),
         personal=True, n=n, category=category, exclude=exclude, template=template, currency=currency,
-        dedupe=dedupe, cache=cache)
+        dedupe=dedupe, cache=cache, fallback_title=_trending_title(category))
 
 
 @register.simple_tag(takes_context=True)
@@ -206,16 +245,26 @@ def bought_together(context, items, n=6, algorithm=None, category=None, exclude=
 @register.simple_tag(takes_context=True)
 def trending(context, n=8, category=None, algorithm=None, exclude=None, title=None,
              template=None, currency="", dedupe=True, cache=True):
-    """``{% trending n=8 category=category %}``: trending items, then popular ones."""
-    if title is None:
-        named = category is not None and hasattr(category, "pk")
-        title = _("Trending in %(category)s") % {"category": category} if named else _("Trending now")
+    """``{% trending n=8 category=category %}``: trending items, then popular ones.
+
+    With a ``category``, that category's own trending list (published for every
+    category). Renders nothing when an earlier ``{% recommended_for_you %}`` of the page
+    already showed trending items of the same category (a visitor with no history).
+    """
+    if ("trending", category_subject(category)) in _answered(_request(context)):
+        return ""
     return _block(
-        context, "trending", title, [("trending", algorithm or rec_settings.TRENDING_ALGORITHM, 0)],
+        context, "trending", title or _trending_title(category),
+        [("trending", algorithm or rec_settings.TRENDING_ALGORITHM, category_subject(category))],
         lambda request, excluded: serving.trending(n=n, category=category, request=request, algorithm=algorithm,
                                                    exclude=excluded),
         personal=False, n=n, category=category, exclude=exclude, template=template, currency=currency,
         dedupe=dedupe, cache=cache)
+
+
+def _trending_title(category):
+    named = category is not None and hasattr(category, "pk")
+    return _("Trending in %(category)s") % {"category": category} if named else _("Trending now")
 
 
 @register.simple_tag

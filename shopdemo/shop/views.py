@@ -22,6 +22,8 @@ from shopdemo.shop.forms import AddToCartForm, SearchForm, UpdateCartForm
 from shopdemo.shop.models import Category, Order, OrderLine, Product
 
 PAGE_SIZE = 24
+#: Most search results the recommendation block of the search page leaves out.
+SEARCH_EXCLUDE_MAX = 500
 ORDERS_PAGE_SIZE = 20
 SORTS = {
     "title": ("title", "pk"),
@@ -70,7 +72,7 @@ def home(request):
 def category(request, slug):
     cat = get_object_or_404(Category, slug=slug)
     context = _listing(request, active_products().filter(category=cat), category=cat,
-                       rec_context=f"category:{cat.slug}")
+                       rec_context=f"category:{cat.slug}", cart_pks=_cart_pks(request))
     return render(request, "shop/category.html", context)
 
 
@@ -83,7 +85,9 @@ def search(request):
         products = active_products().filter(reduce(and_, conditions) | Q(stock_code__iexact=query))
     else:
         products = Product.objects.none()
-    context = _listing(request, products, query=query, rec_context="search")
+    # the recommendation block leaves out the results (and the cart)
+    result_pks = [*products.values_list("pk", flat=True)[:SEARCH_EXCLUDE_MAX], *_cart_pks(request)]
+    context = _listing(request, products, query=query, rec_context="search", result_pks=result_pks)
     return render(request, "shop/search.html", context)
 
 
@@ -223,8 +227,11 @@ def _own_order(request, pk):
 @login_required
 def order_confirmation(request, pk):
     order = _own_order(request, pk)
-    lines = order.lines.select_related("product", "product__category")
-    return render(request, "shop/order_detail.html", {"order": order, "lines": lines, "just_placed": True})
+    lines = list(order.lines.select_related("product", "product__category"))
+    return render(request, "shop/order_detail.html", {
+        "order": order, "lines": lines, "just_placed": True,
+        "order_products": [line.product for line in lines],  # for "customers also bought"
+    })
 
 
 @login_required

@@ -69,7 +69,15 @@ def test_customer_sees_a_personal_block_and_the_click_is_recorded(live_server, b
     assert block.is_visible()
     links = block.locator("a.rec-link")
     assert links.count() == 2
-    assert links.first.inner_text().strip() == bag.title
+    assert links.first.locator(".rec-name").inner_text().strip() == bag.title
+    # the card's "Add to cart" button posts to the shop's cart (CSRF token included)
+    block.locator(".rec-add-button").nth(1).click()
+    page.wait_for_url(f"{live_server.url}/")
+    assert page.locator(".cart-link .badge").inner_text().strip() == "1"
+    assert Interaction.objects.filter(user=customer, item=blue, event="add_to_cart",
+                                      context="recommended_for_you").exists()
+    block = page.locator("section.rec-block-recommended_for_you")
+    links = block.locator("a.rec-link")
     assert "Because you viewed Red Spotty Mug" in block.inner_text()
 
     links.first.click()

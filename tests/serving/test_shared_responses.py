@@ -90,3 +90,15 @@ def test_anonymous_throttle_is_counted_once_on_the_fast_path(redis_cache, shelf,
     url = f"/recommender/api/items/{shelf[0].pk}/similar/"
     codes = [Client().get(url, {"limit": 2}).status_code for _ in range(4)]
     assert codes == [200, 200, 200, 429]
+
+
+def test_a_category_trending_response_follows_the_categorys_own_list(redis_cache, shelf, publish):
+    from shopdemo.shop.models import Category
+
+    mugs = Category.objects.get(slug="mugs")
+    publish("trending", "trending", {0: ranked(shelf[8:12]), mugs.pk: ranked(shelf[4:6])})
+    url = "/recommender/api/trending/"
+    assert _items(Client().get(url, {"category": mugs.pk, "limit": 2})) == [shelf[4].pk, shelf[5].pk]
+    assert _items(Client().get(url, {"category": mugs.pk, "limit": 2})) == [shelf[4].pk, shelf[5].pk]
+    publish("trending", "trending", {mugs.pk: ranked([shelf[6], shelf[7]])})  # only the category's list
+    assert _items(Client().get(url, {"category": mugs.pk, "limit": 2})) == [shelf[6].pk, shelf[7].pk]
