@@ -4,8 +4,12 @@ from django.contrib.auth.signals import user_logged_in
 
 
 def on_login(sender, request, user, **kwargs):
+    from recommender.analytics import experiments
     from recommender.tracking.events import merge_anonymous
 
+    if request is not None:
+        # before the merge forgets the anonymous key: the visitor keeps their experiment variants
+        experiments.carry_at_login(request, user)
     if request is not None and merge_anonymous(request, user):
         from recommender.training import follow
 

@@ -203,6 +203,9 @@ def recommended_for_you(context, n=8, algorithm=None, category=None, exclude=Non
     now", "Trending in <category>"), and a ``{% trending %}`` of the same category later
     on the page is left out.
     """
+    algorithm, show = _assigned(context, "recommended_for_you", algorithm)
+    if not show:
+        return ""
     user = _user(_request(context))
     # an anonymous visitor's block comes from their session's history: not stored
     lists = [("for_user", algorithm or rec_settings.DEFAULT_ALGORITHM, user.pk)] if user is not None else None
@@ -218,6 +221,9 @@ def recommended_for_you(context, n=8, algorithm=None, category=None, exclude=Non
 def similar_items(context, item, n=6, algorithm=None, category=None, exclude=None, title=None,
                   template=None, currency="", dedupe=True, cache=True):
     """``{% similar_items product n=6 %}``: items like ``item`` (never ``item`` itself)."""
+    algorithm, show = _assigned(context, "similar_items", algorithm)
+    if not show:
+        return ""
     return _block(
         context, "similar_items", title or _("Similar items"),
         [("similar", algorithm or rec_settings.SIMILAR_ALGORITHM, item.pk)],
@@ -231,6 +237,9 @@ def similar_items(context, item, n=6, algorithm=None, category=None, exclude=Non
 def bought_together(context, items, n=6, algorithm=None, category=None, exclude=None, title=None,
                     template=None, currency="", dedupe=True, cache=True):
     """``{% bought_together product n=6 %}`` or ``{% bought_together cart_products %}``."""
+    algorithm, show = _assigned(context, "bought_together", algorithm)
+    if not show:
+        return ""
     items = serving.as_list(items)
     algorithm_name = algorithm or rec_settings.BOUGHT_TOGETHER_ALGORITHM
     return _block(
@@ -253,6 +262,9 @@ def trending(context, n=8, category=None, algorithm=None, exclude=None, title=No
     """
     if ("trending", category_subject(category)) in _answered(_request(context)):
         return ""
+    algorithm, show = _assigned(context, "trending", algorithm)
+    if not show:
+        return ""
     return _block(
         context, "trending", title or _trending_title(category),
         [("trending", algorithm or rec_settings.TRENDING_ALGORITHM, category_subject(category))],
@@ -260,6 +272,31 @@ def trending(context, n=8, category=None, algorithm=None, exclude=None, title=No
                                                    exclude=excluded),
         personal=False, n=n, category=category, exclude=exclude, template=template, currency=currency,
         dedupe=dedupe, cache=cache)
+
+
+def _assigned(context, block, algorithm):
+    """``(algorithm, show)`` for ``block``: the variant a running experiment assigns this
+    visitor (recorded as an exposure), or ``algorithm`` as given.
+
+    A template that names its ``algorithm`` is not experimented on. A visitor without a
+    session yet is left out of experiments. ``show`` is False for a "no block" control.
+    The running experiments are kept per process (:mod:`recommender.analytics.experiments`):
+    no query once warm, and one INSERT per new exposure.
+    """
+    request = _request(context)
+    if algorithm is not None or request is None:
+        return algorithm, True
+    from recommender.analytics import experiments
+
+    session = getattr(request, "session", None)
+    session_key = (session.session_key if session is not None else None) or ""
+    user = _user(request)
+    key = experiments.assignment_key(user, session_key, session)
+    assignment = experiments.algorithm_for(block, key=key)
+    if assignment is None:
+        return None, True
+    experiments.record_exposure(assignment, key, user=user, session_key=session_key)
+    return assignment.algorithm, assignment.algorithm is not None
 
 
 def _trending_title(category):
