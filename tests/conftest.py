@@ -139,3 +139,16 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         terminalreporter.write_sep(
             "!", f"{len(needs)} service tests SKIPPED: they need PostgreSQL, Redis and a Celery worker. "
                  "Run './run tests' (starts the services) for the whole suite.", yellow=True, bold=True)
+
+
+@pytest.fixture(autouse=True)
+def _experiments_process_state():
+    """Each test starts with this process's copy of the running experiments and its record of
+    exposures empty (database ids are reused after a test's rollback)."""
+    from recommender.analytics import experiments
+
+    experiments._running.clear()
+    experiments._recorded.clear()
+    yield
+    experiments._running.clear()
+    experiments._recorded.clear()

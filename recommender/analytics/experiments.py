@@ -23,12 +23,12 @@ import time
 from collections import OrderedDict
 from typing import NamedTuple
 
-from django.core.cache import caches
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from recommender.conf import rec_settings
+from recommender.serving import published
 
 TOKEN_KEY = "recommender:experiments:token"
 #: Session entry holding the assignment key carried across login.
@@ -194,7 +194,8 @@ class _Running:
         now = time.monotonic()
         if now - self.checked < float(rec_settings.EXPERIMENT_CACHE_SECONDS or 0) and self.token is not None:
             return self.by_block
-        token = _cache().get(TOKEN_KEY)
+        # through the serving's guarded reads: a cache outage reads nothing, never raises
+        token = published.get_many([TOKEN_KEY]).get(TOKEN_KEY)
         if token is None:
             token = bump_token()
         if token != self.token:
@@ -212,14 +213,11 @@ class _Running:
 _running = _Running()
 
 
-def _cache():
-    return caches[rec_settings.CACHE_ALIAS]
-
 
 def bump_token():
     """Tell every process to reload the running experiments (on its next check)."""
     token = f"{time.time_ns()}"
-    _cache().set(TOKEN_KEY, token, None)
+    published.cache_set(TOKEN_KEY, token, None, replay=True)  # skipped (and replayed later) during an outage
     _running.checked = 0.0
     return token
 

@@ -110,3 +110,24 @@ def test_the_variant_is_kept_across_login(shelf, publish, django_user_model):
     client.get("/")
     exposure.refresh_from_db()
     assert exposure.user == user and Exposure.objects.count() == 1  # same key, same variant
+
+
+def test_a_cache_outage_never_breaks_a_block(shelf, publish, django_user_model, monkeypatch):
+    """The running experiments' token is read through the serving's guarded cache access."""
+    from recommender.serving import published
+
+    _experiment([("hybrid", "hybrid", 0.5), ("itemknn", "itemknn", 0.5)])
+    user = django_user_model.objects.create_user("shopper")
+    publish("for_user", "hybrid", {user: ranked(shelf[4:6])})
+    publish("for_user", "itemknn", {user: ranked(shelf[4:6])})
+    experiments._running.clear()
+
+    def down(*args, **kwargs):
+        raise ConnectionError("cache down")
+
+    cache = published.get_cache()
+    monkeypatch.setattr(published, "CACHE_ERRORS", (ConnectionError,))
+    for name in ("get", "get_many", "set", "set_many"):
+        monkeypatch.setattr(cache, name, down)
+    assert "Mug 4" in _render(user, "")  # served from the database, in the user's variant
+    assert Exposure.objects.count() == 1
