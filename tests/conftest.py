@@ -142,13 +142,19 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
 
 
 @pytest.fixture(autouse=True)
-def _experiments_process_state():
-    """Each test starts with this process's copy of the running experiments and its record of
-    exposures empty (database ids are reused after a test's rollback)."""
+def _process_state():
+    """Each test starts with this process's per-process state empty: the copy of the running
+    experiments, the record of exposures (database ids are reused after a test's rollback)
+    and the cache-outage state of the serving (a test that simulates an outage must not
+    leave the next test skipping cache writes)."""
     from recommender.analytics import experiments
+    from recommender.serving import published
 
-    experiments._running.clear()
-    experiments._recorded.clear()
+    def reset():
+        experiments._running.clear()
+        experiments._recorded.clear()
+        published._outage.__init__()
+
+    reset()
     yield
-    experiments._running.clear()
-    experiments._recorded.clear()
+    reset()

@@ -181,6 +181,8 @@ def test_a_restarted_worker_fails_the_runs_it_had_claimed(configure, shop, monke
     from recommender.training.tasks import fail_runs_of_restarted_worker
 
     monkeypatch.setattr("recommender.training.tasks._LOADED_AT", time.time())   # the worker just started
+    # the receiver closes the worker's connections; here it would close the test's transaction
+    monkeypatch.setattr("django.db.connections.close_all", lambda: None)
     old = timezone.now() - dt.timedelta(seconds=20)
     mine = run_of("itemknn", status=Status.RUNNING, started=old, heartbeat=timezone.now(), worker="train@a")
     other = run_of("popular", status=Status.RUNNING, started=old, heartbeat=timezone.now(), worker="train@b")
