@@ -85,11 +85,11 @@ DEFAULTS = {
         "hybrid": {"class": "recommender.engine.hybrid.Hybrid"},
     },
     # What "train all" trains, and which algorithm feeds each served list.
-    # Collaborative filtering (ease), content-based (content) and the deep model (two_tower,
+    # Collaborative filtering (ease), content-based (content) and the deep model (sequence,
     # when TensorFlow, the "deep" extra, is installed) train beside the hybrid, which blends
     # them as validation weighs them (docs/engine.md).
     "TRAIN_ALGORITHMS": ["popular", "trending", "similar", "complements", "ease", "content",
-                         *(["two_tower"] if find_spec("tensorflow") is not None else []), "hybrid"],
+                         *(["sequence"] if find_spec("tensorflow") is not None else []), "hybrid"],
     "DEFAULT_ALGORITHM": "hybrid",  # "recommended for you"
     "SIMILAR_ALGORITHM": "similar",  # "similar items": content + co-views (docs/benchmarks.md, "The shelf")
     "BOUGHT_TOGETHER_ALGORITHM": "complements",  # "customers also bought": same-basket LLR

@@ -20,16 +20,18 @@ import importlib
 
 from recommender.engine.als import ALS
 from recommender.engine.base import NotFittedError, RecommenderBase
+from recommender.engine.complements import Complements
 from recommender.engine.content import ContentBased, ItemContentVectorizer
 from recommender.engine.data import build_interaction_matrix
 from recommender.engine.ease import EASE, TemporalEASE
 from recommender.engine.hybrid import Hybrid
 from recommender.engine.neighbors import Cooccurrence, ItemKNN
 from recommender.engine.popular import Popular, Trending
+from recommender.engine.similar import SimilarItems
 
 __all__ = [
-    "ALS", "EASE", "ENGINES", "Cooccurrence", "ContentBased", "Hybrid",
-    "ItemContentVectorizer", "ItemKNN", "NotFittedError", "Popular", "RecommenderBase",
+    "ALS", "EASE", "ENGINES", "Complements", "Cooccurrence", "ContentBased", "Hybrid",
+    "ItemContentVectorizer", "ItemKNN", "NotFittedError", "Popular", "RecommenderBase", "SimilarItems",
     "TemporalEASE", "TwoTower", "Trending", "build_engine", "build_interaction_matrix", "get_engine_class",
 ]
 
@@ -39,11 +41,14 @@ ENGINES = {
     "trending": "recommender.engine.popular.Trending",
     "itemknn": "recommender.engine.neighbors.ItemKNN",
     "cooccurrence": "recommender.engine.neighbors.Cooccurrence",
+    "similar": "recommender.engine.similar.SimilarItems",
+    "complements": "recommender.engine.complements.Complements",
     "ease": "recommender.engine.ease.EASE",
     "temporal_ease": "recommender.engine.ease.TemporalEASE",
     "als": "recommender.engine.als.ALS",
     "content": "recommender.engine.content.ContentBased",
     "two_tower": "recommender.engine.deep.TwoTower",
+    "sequence": "recommender.engine.sequence.SequenceModel",
     "hybrid": "recommender.engine.hybrid.Hybrid",
 }
 

@@ -11,13 +11,23 @@ import os
 
 import numpy as np
 
+# TensorFlow reads its C++ log level once, when it is imported. Level 3 keeps the
+# "failed call to cuInit: ... CUDA error" line out of the worker log on machines without a
+# GPU (level 2 still prints it: it is logged as an error). A site's own setting wins.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
 
 def _configure_tensorflow(seed: int, threads: int, deterministic: bool):
     """Import TensorFlow/Keras lazily, pin threads and seeds."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-    import keras
-    import tensorflow as tf
+    try:
+        import keras
+        import tensorflow as tf
+    except ImportError as exc:
+        raise ImportError(f"The deep-learning recommender (TwoTower) needs TensorFlow, which is not installed "
+                          f"({exc}). Install it with the 'deep' extra: "
+                          f"pip install 'django-shop-recommender[deep]'", name=exc.name) from exc
 
     try:
         tf.config.threading.set_intra_op_parallelism_threads(threads)

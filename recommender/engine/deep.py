@@ -38,7 +38,7 @@ import scipy.sparse as sp
 
 from recommender.engine._deep_batches import batch_maker, content_matrix, time_positions, wide_start
 from recommender.engine._keras import _build_keras_model, _configure_tensorflow, _item_tower_class, validation_ndcg
-from recommender.engine.base import RecommenderBase, check_param
+from recommender.engine.base import MAX_BLOCK_CELLS, RecommenderBase, check_param
 
 __all__ = ["TwoTower"]
 
@@ -49,6 +49,27 @@ def _row_normalise(X: sp.csr_matrix) -> sp.csr_matrix:
     norms = np.sqrt(np.asarray(X.multiply(X).sum(axis=1)).ravel())
     return sp.csr_matrix(sp.diags(1.0 / np.maximum(norms, 1e-12)) @ X, dtype=np.float32)
 
+
+
+#: Item-item cosine rows computed together by :func:`similarity_row` (one matrix product).
+SIMILARITY_BLOCK = 256
+
+
+def similarity_row(model, unit: np.ndarray, item_index: int) -> np.ndarray:
+    """Cosine of ``item_index`` to every item, from the unit item vectors ``unit``.
+
+    A refresh asks for the rows of consecutive items one at a time. The rows are computed
+    ``SIMILARITY_BLOCK`` items at a time with one matrix product and the last block is
+    kept: a matrix-vector product per item costs as much as a whole block on a busy
+    machine (BLAS threads), 5-11 ms for 3,665 items x 128 dims here.
+    """
+    start, block = getattr(model, "_similarity_block", None) or (None, None)
+    if start is None or not (start <= item_index < start + len(block)) or block.shape[1] != len(unit):
+        size = max(1, min(SIMILARITY_BLOCK, MAX_BLOCK_CELLS // max(len(unit), 1)))
+        start = item_index
+        block = unit[start:start + size] @ unit.T
+        model._similarity_block = (start, block)
+    return block[item_index - start].copy()
 
 
 class TwoTower(RecommenderBase):
@@ -308,6 +329,7 @@ class TwoTower(RecommenderBase):
 
     def _export(self, model, warm, content):
         """Copy the trained towers into numpy arrays for TensorFlow-free serving."""
+        self._unit = self._similarity_block = None  # caches of the previous fit
         tower = model.get_layer("item_tower")
         if self.tied:
             hidden, user = tower.user_hidden, tower.user_out
@@ -380,11 +402,24 @@ class TwoTower(RecommenderBase):
         """Scores from the content-only head (what cold items are ranked by)."""
         return self.user_vectors(user_items) @ self.content_vectors_.T
 
+    def _unit_item_vectors(self) -> np.ndarray:
+        """The item vectors scaled to unit length (zero rows stay zero), computed once."""
+        unit = getattr(self, "_unit", None)
+        if unit is None or unit.shape != self.item_vectors_.shape:
+            norms = np.linalg.norm(self.item_vectors_, axis=1, keepdims=True)
+            unit = self._unit = (self.item_vectors_ / np.where(norms > 0, norms, 1.0)).astype(np.float32)
+        return unit
+
     def _similarity_row(self, item_index):
-        V = self.item_vectors_
-        norms = np.linalg.norm(V, axis=1)
-        norms[norms == 0] = 1.0
-        return (V @ V[item_index]) / (norms * norms[item_index])
+        return similarity_row(self, self._unit_item_vectors(), item_index)
+
+    def _explain_contributions(self, row, item_index):
+        return self._explain_matrix(row, np.array([item_index]))[:, 0]
+
+    def _explain_matrix(self, row, items):
+        # cosine of the item vectors, for all history items x recommended items in one product
+        U = self._unit_item_vectors()
+        return row.data[:, None] * (U[row.indices] @ U[np.asarray(items)].T)
 
     def _save_extra(self, path):
         model = getattr(self, "_keras_model", None)

@@ -17,6 +17,7 @@ Example
 
 from __future__ import annotations
 
+from importlib.util import find_spec
 from numbers import Integral, Real
 
 import numpy as np
@@ -25,6 +26,10 @@ import scipy.sparse as sp
 from recommender.engine.base import RecommenderBase, check_interactions, check_param
 
 __all__ = ["Hybrid"]
+
+#: The deep model of the default components: the one validation ranked first on both
+#: benchmark datasets with engine defaults (docs/benchmarks-engine.md).
+DEEP_COMPONENT = "sequence"
 
 _GRID = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.5, 2.0)
 
@@ -71,7 +76,13 @@ class Hybrid(RecommenderBase):
     components : list or None, default None
         Engine names or ``{"engine": name, "params": {...}}`` dicts. ``None`` picks
         EASE (plus TemporalEASE when ``timestamps=`` are given; ALS instead above 20,000
-        items), ItemKNN, and ContentBased when ``item_features`` are given.
+        items), ItemKNN, ContentBased when ``item_features`` are given, and the deep
+        model (``sequence``, :class:`~recommender.engine.sequence.SequenceModel`) when
+        TensorFlow is installed and at least ``deep_min_users`` users have interactions.
+    deep_min_users : int or None, default 1000
+        Users with interactions needed before the default components include the deep
+        model; ``None`` leaves it out. The blend weights decide how much it counts: a
+        component that validation gives weight 0 is not refitted.
     weights : list of float or None, default None
         Fixed blend weights; ``None`` tunes them on a validation split.
     normalization : {"zscore", "minmax"}, default "zscore"
@@ -90,7 +101,8 @@ class Hybrid(RecommenderBase):
 
     def __init__(self, *, components: list | None = None, weights: list | None = None,
                  normalization: str = "zscore", validation_fraction: float = 0.2,
-                 max_validation_users: int = 2000, k: int = 10, random_state: int = 0):
+                 max_validation_users: int = 2000, k: int = 10, random_state: int = 0,
+                 deep_min_users: int | None = 1000):
         self.components = components
         self.weights = weights
         self.normalization = normalization
@@ -98,6 +110,7 @@ class Hybrid(RecommenderBase):
         self.max_validation_users = max_validation_users
         self.k = k
         self.random_state = random_state
+        self.deep_min_users = deep_min_users
 
     def _validate_params(self):
         check_param("normalization", self.normalization, options={"zscore", "minmax"})
@@ -106,13 +119,14 @@ class Hybrid(RecommenderBase):
         check_param("max_validation_users", self.max_validation_users, Integral, 1)
         check_param("k", self.k, Integral, 1)
         check_param("random_state", self.random_state, Integral, 0)
+        check_param("deep_min_users", self.deep_min_users, Integral, 0, allow_none=True)
         if self.components is not None and not isinstance(self.components, (list, tuple)):
             raise ValueError(f"components must be a list or None; got {self.components!r}.")
         if self.components is not None:
             for c in self.components:
                 _spec(c)
 
-    def _specs(self, n_items: int, item_features, timestamps=None) -> list[tuple[str, dict]]:
+    def _specs(self, n_items: int, item_features, timestamps=None, n_users: int = 0) -> list[tuple[str, dict]]:
         if self.components is not None:
             return [_spec(c) for c in self.components]
         if n_items > 20_000:
@@ -122,6 +136,9 @@ class Hybrid(RecommenderBase):
         specs.append(("itemknn", {}))
         if item_features is not None:
             specs.append(("content", {}))
+        if (self.deep_min_users is not None and n_users >= self.deep_min_users
+                and find_spec("tensorflow") is not None):
+            specs.append((DEEP_COMPONENT, {}))
         return specs
 
     def _build(self, specs):
@@ -129,8 +146,10 @@ class Hybrid(RecommenderBase):
         return [build_engine(name, **params) for name, params in specs]
 
     def _fit(self, X, item_features=None, timestamps=None, validation=None, **kwargs):
-        specs = self._specs(self.n_items_, item_features, timestamps)
+        specs = self._specs(self.n_items_, item_features, timestamps,
+                            n_users=int((np.diff(X.indptr) > 0).sum()))
         self.component_names_ = [name for name, _ in specs]
+        tuned = [None] * len(specs)
         if self.weights is not None:
             if len(self.weights) != len(specs):
                 raise ValueError(f"weights must have one value per component ({len(specs)}); "
@@ -138,14 +157,15 @@ class Hybrid(RecommenderBase):
             self.weights_ = np.asarray(self.weights, dtype=np.float32)
             self.validation_ndcg_ = None
         else:
-            self.weights_, self.validation_ndcg_ = self._tune(
+            self.weights_, self.validation_ndcg_, tuned = self._tune(
                 specs, X, item_features, timestamps, validation, kwargs)
         full = X if validation is None else check_interactions(X + validation)
         fit_kwargs = dict(kwargs)
         if timestamps is not None and validation is None:
             fit_kwargs["timestamps"] = timestamps
-        self.engines_ = [e.fit(full, item_features=item_features, **fit_kwargs)
-                         for e in self._build(specs)]
+        # a component with weight 0 never scores: it keeps its tuning fit instead of a refit
+        self.engines_ = [t if t is not None and w == 0 else e.fit(full, item_features=item_features, **fit_kwargs)
+                         for w, t, e in zip(self.weights_, tuned, self._build(specs), strict=True)]
         if validation is not None:
             self.item_popularity_ = np.asarray(full.getnnz(axis=0), dtype=np.float32)
 
@@ -161,7 +181,7 @@ class Hybrid(RecommenderBase):
                                          random_state=self.random_state)
         users = np.flatnonzero((np.diff(target.indptr) > 0) & (np.diff(train.indptr) > 0))
         if len(users) == 0 or len(specs) == 1:
-            return np.ones(len(specs), dtype=np.float32), None
+            return np.ones(len(specs), dtype=np.float32), None, [None] * len(specs)
         rng = np.random.default_rng(self.random_state)
         cap = min(self.max_validation_users, max(50, 50_000_000 // (len(specs) * self.n_items_)))
         if len(users) > cap:
@@ -175,7 +195,8 @@ class Hybrid(RecommenderBase):
         elif timestamps is not None:
             fit_kwargs["timestamps"] = timestamps
         blocks = []
-        for engine in self._build(specs):
+        engines = self._build(specs)
+        for engine in engines:
             engine.fit(train, item_features=item_features, **fit_kwargs)
             blocks.append(_normalise(engine._scores_with_fallback(users, seen),
                                      self.normalization))
@@ -199,7 +220,7 @@ class Hybrid(RecommenderBase):
                         best, w, improved = score, trial, True
             if not improved:
                 break
-        return w, best
+        return w, best, engines
 
     def _score_block(self, user_indices, user_items):
         total = None

@@ -52,6 +52,8 @@ ENGINE_PARAMS = {
     "trending": {"half_life_days": 30.0},
     "itemknn": {"k": 20},
     "cooccurrence": {"k": 20},
+    "similar": {"k": 20},
+    "complements": {"k": 20, "min_support": 2},
     "ease": {"regularization": 1.0},
     "temporal_ease": {"regularization": 1.0},
     "als": {"factors": 4, "iterations": 10, "regularization": 0.01, "random_state": 1},
@@ -59,6 +61,8 @@ ENGINE_PARAMS = {
     "two_tower": {"embedding_dim": 16, "hidden_dim": 32, "content_dim": 8, "epochs": 40,
                   "batch_size": 8, "learning_rate": 0.01, "patience": 40, "dropout": 0.2,
                   "validation_fraction": 0.1},
+    "sequence": {"embedding_dim": 16, "epochs": 40, "batch_size": 8, "learning_rate": 0.01,
+                 "patience": 40, "dropout": 0.0, "validation_fraction": 0.1},
     "hybrid": {"components": ["ease", "itemknn", "content"]},
 }
 
@@ -68,16 +72,19 @@ BAD_PARAMS = {
     "trending": ("half_life_days", -1.0),
     "itemknn": ("k", 0),
     "cooccurrence": ("similarity", "magic"),
+    "similar": ("min_support", 0),
+    "complements": ("measure", "count"),
     "ease": ("regularization", 0.0),
     "temporal_ease": ("holdout_fraction", 1.0),
     "als": ("factors", -3),
     "content": ("min_df", 0),
     "two_tower": ("dropout", 1.5),
+    "sequence": ("max_length", 0),
     "hybrid": ("normalization", "softmax"),
 }
 
 NON_PERSONALISED = {"popular", "trending"}
-CONTENT_AWARE = {"content", "two_tower", "hybrid"}
+CONTENT_AWARE = {"content", "two_tower", "hybrid", "similar"}
 
 _CACHE: dict = {}
 

@@ -193,3 +193,146 @@ def test_trainable_wide_weights_move_away_from_the_closed_form_start():
     nz = frozen.data != 0
     ratio = trained.data[nz] / frozen.data[nz]
     assert ratio.std() / abs(ratio.mean()) > 1e-3
+
+
+# -- serving a saved deep model: numpy only, one product per chunk ------------------------
+
+ROOT = __import__("pathlib").Path(__file__).resolve().parents[2]
+TINY = dict(embedding_dim=8, hidden_dim=8, content_dim=4, epochs=2, batch_size=16, random_state=0)
+
+
+def test_explanations_and_similar_items_normalise_the_item_vectors_once(monkeypatch):
+    """A refresh chunk explains ~10 items per user: the cosines must come from one
+    cached set of unit vectors, not from all items' norms recomputed per explained item."""
+    X, _ = make_interactions()
+    model = TwoTower(**TINY).fit(X, item_features=ITEMS)
+    V = model.item_vectors_
+    cos = (V @ V.T) / np.outer(np.linalg.norm(V, axis=1), np.linalg.norm(V, axis=1))
+    calls = []
+    real_norm = np.linalg.norm
+    monkeypatch.setattr(np.linalg, "norm", lambda *a, **k: calls.append(1) or real_norm(*a, **k))
+    items = [4, 9, COLD_ITEM]
+    for user in range(10):
+        got = model.explain_many(user, X[user], items, n=3)
+        row = X[user]
+        for item, reasons in zip(items, got, strict=True):
+            expected = row.data * cos[row.indices, item]
+            order = np.argsort(-expected, kind="stable")[:3]
+            want = [(int(row.indices[o]), float(expected[o])) for o in order if expected[o] > 0]
+            assert [r[0] for r in reasons] == [w[0] for w in want]
+            np.testing.assert_allclose([r[1] for r in reasons], [w[1] for w in want], rtol=1e-4)
+    for item in range(X.shape[1]):
+        idx, sims = model.similar_items(item, n=3)
+        np.testing.assert_allclose(sims, cos[item, idx], rtol=1e-4)
+    assert len(calls) <= 1
+
+
+def test_a_refresh_loads_and_scores_a_saved_deep_hybrid_without_tensorflow(tmp_path, monkeypatch):
+    """What recommender/training/refresh.py does with an artifact: load it with
+    artifacts.load, recommend_batch, explain_many, similar_items; TensorFlow stays out."""
+    import subprocess
+    import sys
+    from types import SimpleNamespace
+
+    from recommender.engine import Hybrid
+    from recommender.training import artifacts
+
+    X, T = make_interactions()
+    model = Hybrid(components=["ease", {"engine": "two_tower", "params": TINY}],
+                   weights=[1.0, 1.0]).fit(X, item_features=ITEMS, timestamps=T)
+    monkeypatch.setattr(artifacts, "root", lambda: tmp_path)
+    data = SimpleNamespace(user_ids=np.arange(X.shape[0]) + 100, item_ids=np.arange(X.shape[1]) + 500)
+    path, _size = artifacts.write("hybrid", 1, model, data, X)
+    code = ("import sys, django, numpy as np\n"
+            "django.setup()\n"
+            "from recommender.training import artifacts\n"
+            f"model, users, items, X = artifacts.load({path!r})\n"
+            "idx, scores = model.recommend_batch(np.arange(40), X[:40], n=5)\n"
+            "assert (idx >= 0).all() and np.isfinite(scores).all()\n"
+            "assert model.explain_many(0, X[0], idx[0].tolist(), n=1)[0]\n"
+            "assert len(model.similar_items(0, n=3)[0])\n"
+            "bad = [m for m in ('tensorflow', 'keras') if m in sys.modules]\n"
+            "assert not bad, bad\n")
+    env = {**__import__("os").environ, "DJANGO_SETTINGS_MODULE": "tests.settings"}
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                            timeout=300, env=env)
+    assert result.returncode == 0, result.stderr
+
+
+def test_training_leaves_no_cuda_error_lines_in_the_log():
+    """On a machine without a GPU, TensorFlow logs "failed call to cuInit" as an error
+    unless its C++ log level is 3 before it is imported (the engine sets it)."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("from recommender.engine.deep import TwoTower\n"
+            "from tests.engine.conftest import make_interactions\n"
+            "X, _ = make_interactions()\n"
+            "TwoTower(embedding_dim=4, hidden_dim=4, epochs=1).fit(X)\n")
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                            timeout=300, env=env)
+    assert result.returncode == 0, result.stderr
+    errors = [line for line in result.stderr.splitlines() if "cuInit" in line or "CUDA error" in line]
+    assert not errors, errors
+
+
+# -- the deep model in the default hybrid ------------------------------------------------
+
+def test_default_hybrid_includes_the_deep_model_from_deep_min_users():
+    from recommender.engine import Hybrid
+
+    X, T = make_interactions()
+    with_deep = Hybrid(weights=[1, 1, 1, 1, 1], deep_min_users=40)
+    assert with_deep._specs(X.shape[1], ITEMS, T, n_users=40)[-1][0] == "sequence"
+    assert "sequence" not in [n for n, _ in with_deep._specs(X.shape[1], ITEMS, T, n_users=39)]
+    off = Hybrid(deep_min_users=None)
+    assert "sequence" not in [n for n, _ in off._specs(X.shape[1], ITEMS, T, n_users=10**6)]
+    with pytest.raises(ValueError, match="deep_min_users"):
+        Hybrid(deep_min_users=-1).fit(X)
+
+
+def test_hybrid_does_not_refit_components_that_validation_weighs_zero(monkeypatch):
+    from recommender.engine import Hybrid
+
+    X = _dense_binary(density=0.8)             # users with >= 5 items get validation targets
+    model = Hybrid(components=["ease", "popular"])
+    real_tune = model._tune
+    kept = {}
+
+    def tune(*args):
+        w, best, engines = real_tune(*args)
+        kept["engines"] = engines
+        return np.array([1.0, 0.0], np.float32), best, engines
+
+    monkeypatch.setattr(model, "_tune", tune)
+    model.fit(X)
+    assert model.engines_[1] is kept["engines"][1]          # weight 0: its tuning fit is kept
+    assert model.engines_[0] is not kept["engines"][0]      # weight 1: refitted on all data
+    assert model.engines_[0].item_weights_.shape == (X.shape[1], X.shape[1])
+
+
+def test_train_all_trains_the_three_families_by_default():
+    from recommender.conf import DEFAULTS
+
+    names = DEFAULTS["TRAIN_ALGORITHMS"]
+    assert {"ease", "content", "sequence", "hybrid"} <= set(names)    # TensorFlow is installed here
+    assert names[-1] == "hybrid" and set(names) <= set(DEFAULTS["ALGORITHMS"])
+
+
+def test_similar_items_compute_a_block_of_rows_per_matrix_product(monkeypatch):
+    """Consecutive similar-item lists (what a refresh asks for) share one matrix product
+    per block of rows, and the block is dropped when the model is refitted."""
+    import recommender.engine.deep as deep
+
+    X, _ = make_interactions()
+    model = TwoTower(**TINY).fit(X, item_features=ITEMS)
+    monkeypatch.setattr(deep, "SIMILARITY_BLOCK", 4)
+    U = model._unit_item_vectors()
+    rows = [model._similarity_row(i) for i in range(X.shape[1])]
+    np.testing.assert_allclose(np.array(rows), U @ U.T, rtol=1e-5, atol=1e-6)
+    assert model._similarity_block[0] == 8                   # blocks 0-3, 4-7, 8-10
+    model.fit(X)                                             # no content: other vectors
+    U2 = model._unit_item_vectors()
+    np.testing.assert_allclose(model._similarity_row(9), U2 @ U2[9], rtol=1e-5, atol=1e-6)

@@ -1,0 +1,117 @@
+"""Sequence engine specifics: numpy serving equals the Keras model, time order is read."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from recommender.engine.sequence import SequenceModel
+from tests.engine.conftest import make_interactions
+
+ROOT = Path(__file__).resolve().parents[2]
+TINY = dict(embedding_dim=8, epochs=2, batch_size=8, max_length=4, random_state=0)
+
+
+def chains(n_items=12, length=5, repeats=6):
+    """Every user walks the items in a cycle, one step a day: after item k comes k + 1."""
+    rows, cols, ts = [], [], []
+    user = 0
+    for _ in range(repeats):
+        for start in range(n_items):
+            for step in range(length):
+                rows.append(user)
+                cols.append((start + step) % n_items)
+                ts.append(1_700_000_000 + 86_400 * step)
+            user += 1
+    shape = (user, n_items)
+    X = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=shape)
+    T = sp.csr_matrix((np.array(ts, float), (rows, cols)), shape=shape)
+    X.sort_indices()
+    T.sort_indices()
+    return X, T
+
+
+def test_numpy_scores_equal_the_keras_model():
+    X, T = make_interactions()
+    model = SequenceModel(**(TINY | {"wide_neighbours": 3})).fit(X, timestamps=T)
+    users = np.arange(X.shape[0])
+    seq = model._sequences(users, X[:, model.warm_items_])
+    hist = X[:, model.warm_items_].toarray()
+    hist /= np.linalg.norm(hist, axis=1, keepdims=True)
+    keras_logits = np.asarray(model._keras_model({"sequence": seq, "history": hist}, training=False))
+    numpy_scores = model._score_block(users, X)
+    np.testing.assert_allclose(numpy_scores[:, model.warm_items_], keras_logits, rtol=1e-4, atol=1e-4)
+    assert model.wide_weights_ is not None
+
+
+def test_stored_sequences_follow_the_timestamps():
+    X, T = make_interactions()
+    T = T.copy()
+    T.data = -T.data                     # reverse time: the column order must not be what is read
+    model = SequenceModel(**TINY).fit(X, timestamps=T)
+    for u in range(X.shape[0]):
+        row = model.user_sequences_[u]
+        items = model.warm_items_[row[row > 0] - 1]
+        stamps = np.asarray(T[u, items].todense()).ravel()
+        assert np.all(np.diff(stamps) > 0), (u, items, stamps)
+    # scoring reads the stored order, drops items missing from the row, appends new ones last
+    seq = model._sequences([0, 100], sp.csr_matrix(X[[0, 0]][:, model.warm_items_]))
+    assert (seq[1] > 0).sum() == X[0].nnz            # a new user: its row's items
+    kept = model.user_sequences_[0][model.user_sequences_[0] > 0]
+    row = sp.csr_matrix(X[0][:, model.warm_items_])
+    row.data[0] = 0.0
+    row.eliminate_zeros()
+    got = model._sequences([0], row)[0]
+    assert got[got > 0].tolist() == [i for i in kept.tolist() if i - 1 in row.indices]
+
+
+def test_it_learns_what_comes_next():
+    """Known answer: in the chain data the two items after k, k + 1 are k + 2 and k + 3,
+    while k - 1 and k - 2 co-occur with them just as often: only the order tells."""
+    X, T = chains()
+    model = SequenceModel(embedding_dim=32, max_length=5, epochs=60, batch_size=16, learning_rate=0.01,
+                          dropout=0.0, patience=60, validation_fraction=0.0, wide_neighbours=0,
+                          random_state=0).fit(X, timestamps=T)
+    hits = 0
+    for start in range(12):
+        # user `start` walked start, ..., start + 4; show the model its first three steps
+        seen = [(start + s) % 12 for s in range(3)]
+        row = sp.csr_matrix((np.ones(3, np.float32), ([0] * 3, seen)), shape=(1, 12))
+        top = model.recommend(start, row, n=2)[0]
+        hits += int(set(top.tolist()) == {(start + 3) % 12, (start + 4) % 12})
+    assert hits >= 10, hits
+
+
+def test_a_saved_sequence_model_scores_without_tensorflow(tmp_path):
+    X, T = make_interactions()
+    model = SequenceModel(**TINY).fit(X, timestamps=T)
+    expected = model.recommend_batch(np.arange(5), X[:5], n=3)
+    model.save(tmp_path)
+    np.save(tmp_path / "expected.npy", expected[0])
+    code = ("import sys, numpy as np\n"
+            "from recommender.engine.base import RecommenderBase\n"
+            "from tests.engine.conftest import make_interactions\n"
+            f"m = RecommenderBase.load({str(tmp_path)!r})\n"
+            "X, _ = make_interactions()\n"
+            "idx, _s = m.recommend_batch(np.arange(5), X[:5], n=3)\n"
+            f"assert (idx == np.load({str(tmp_path / 'expected.npy')!r})).all(), idx\n"
+            "m.explain_many(0, X[0], idx[0].tolist(), n=1)\n"
+            "bad = [k for k in ('tensorflow', 'keras') if k in sys.modules]\n"
+            "assert not bad, bad\n")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                            timeout=300, env=dict(os.environ))
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("name, value", [("embedding_dim", 0), ("dropout", 1.0), ("wide_neighbours", -1),
+                                         ("patience", -1), ("wide_regularization", 0.0)])
+def test_hyperparameters_are_validated(name, value):
+    X, _ = make_interactions()
+    with pytest.raises(ValueError, match=name):
+        SequenceModel(**{name: value}).fit(X)
