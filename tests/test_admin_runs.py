@@ -1,5 +1,7 @@
 """Admin of training runs: list, live progress, train now, activate / roll back, chart."""
 
+import datetime as dt
+
 import pytest
 from django.urls import reverse
 
@@ -54,8 +56,16 @@ def test_detail_shows_the_error(admin_client, runs):
 def test_progress_endpoint(admin_client, runs):
     url = reverse("admin:recommender_trainingrun_progress")
     data = admin_client.get(url, {"ids": f"{runs[2].pk},x"}).json()
-    assert data == {"runs": [{"pk": runs[2].pk, "status": "running", "progress": 40,
-                              "progress_message": "epoch 2/5"}]}
+    assert data == {"runs": [{"pk": runs[2].pk, "status": "running", "status_display": "running",
+                              "progress": 40, "progress_message": "epoch 2/5", "ndcg": "", "duration": ""}]}
+    # a run that finished meanwhile brings what its list row shows (the script fills it in)
+    TrainingRun.objects.filter(pk=runs[2].pk).update(
+        status=Status.SUCCEEDED, progress=1.0, progress_message="done", metrics={"ndcg": 0.12345},
+        started=dt.datetime(2026, 1, 1, 12, 0, tzinfo=dt.UTC),
+        finished=dt.datetime(2026, 1, 1, 12, 1, 5, tzinfo=dt.UTC))
+    [run] = admin_client.get(url, {"ids": str(runs[2].pk)}).json()["runs"]
+    assert run == {"pk": runs[2].pk, "status": "succeeded", "status_display": "succeeded", "progress": 100,
+                   "progress_message": "done", "ndcg": "0.1235", "duration": "65.0 s"}
 
 
 @pytest.mark.django_db(transaction=True)

@@ -150,6 +150,23 @@ def test_api_errors_in_chinese(client, catalog):
     assert response.json()["limit"] == ["Ensure this value is greater than or equal to 1."]
 
 
+@pytest.mark.django_db
+def test_api_permission_and_hardening_messages_in_chinese(client, catalog, alice, django_user_model):
+    other = django_user_model.objects.create_user("bob17", password="pw-bob-123")
+    client.force_login(alice)
+    response = client.get(reverse("recommender:recommendations"), {"user": other.pk}, **ZH)
+    assert response.status_code == 403
+    assert response.json()["detail"] == "查看其他用户的推荐需要“recommender.view_interaction”权限。"
+    response = client.get(reverse("recommender:recommendations"), {"user": other.pk})
+    assert "needs the “recommender.view_interaction” permission" in response.json()["detail"]
+    with translation.override("zh-hans"):
+        from recommender.api.exceptions import PayloadTooLarge, ServiceUnavailable
+
+        assert str(PayloadTooLarge().detail) == "请求体过大。"
+        assert str(ServiceUnavailable().detail) == "服务暂时不可用，请稍后再试。"
+        assert translation.gettext("An experiment needs at least two variants.") == "一个实验至少需要两个实验组。"
+
+
 # Admin ------------------------------------------------------------------------------
 
 
@@ -179,6 +196,14 @@ def test_admin_training_runs_in_chinese(admin_client):
 
     chart = admin_client.get(reverse("admin:recommender_trainingrun_chart"), **ZH).content.decode()
     assert "各版本的离线指标" in chart and "(已启用)" in chart
+    assert ">完成时间<" in chart and ">已启用的版本<" in chart and "带黑圈的点是当前启用的版本" in chart  # axis, legend
+    done.metrics = {"ndcg": 0.09, "coverage": 0.5, "train_seconds": 12.3456}
+    done.artifact_size = 7_370_000
+    done.save()
+    change = admin_client.get(reverse("admin:recommender_trainingrun_change", args=[done.pk]), **ZH)
+    change = change.content.decode()
+    for text in ("商品覆盖率", "训练耗时", "12.35 秒", "7.37 MB", "模型文件大小"):
+        assert text in change, text
     train = admin_client.get(reverse("admin:recommender_trainingrun_train"), **ZH).content.decode()
     assert "立即训练算法" in train and "已在排队或正在运行的算法不会重复加入队列" in train
 

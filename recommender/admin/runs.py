@@ -1,16 +1,21 @@
 """Admin of training runs: list with live progress, train now, activate / roll back, metrics chart."""
 
+import datetime as dt
+import math
 import re
+from datetime import UTC, datetime
 
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
+from django.db.models.functions import Coalesce
 from django.http import JsonResponse
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils.formats import date_format
-from django.utils.html import escape, format_html
+from django.utils.formats import date_format, number_format
+from django.utils.html import escape, format_html, format_html_join
+from django.utils.text import capfirst
 from django.utils.timezone import localtime
 from django.utils.translation import gettext, ngettext, pgettext
 from django.utils.translation import gettext_lazy as _
@@ -27,11 +32,62 @@ PROGRESS_MESSAGES = {
     "loading interactions": _("loading interactions"),
     "evaluating on held-out interactions": _("evaluating on held-out interactions"),
     "training on all interactions": _("training on all interactions"),
+    "scoring the active version on the same held-out interactions":
+        _("scoring the active version on the same held-out interactions"),
     "saving": _("saving"),
     "done": _("done"),
     "failed": _("failed"),
 }
 EPOCH_MESSAGE = re.compile(r"epoch (\d+)/(\d+)")
+SKIPPED_MESSAGE = re.compile(
+    r"evaluating on held-out interactions \((\d+) rows skipped: non-finite or absurd weights\)")
+
+#: The keys of a run's metrics (written by recommender.training.services and
+#: recommender.engine.evaluation.evaluate_engine), in the order and with the labels of the
+#: run page's table. Keys not listed follow under their own names.
+METRIC_LABELS = {
+    "ndcg": _("NDCG@10"),
+    "precision": _("Precision@10"),
+    "recall": _("Recall@10"),
+    "f1": _("F1@10"),
+    "map": _("MAP@10"),
+    "hit_rate": _("Hit rate@10"),
+    "coverage": _("Catalog coverage"),
+    "novelty": _("Novelty"),
+    "users": _("Users evaluated"),
+    "recommend_seconds": _("Time to recommend for them all"),
+    "train_seconds": _("Training time"),
+    "skipped_rows": _("Interaction rows skipped"),
+    "gate_ndcg": _("Gate: NDCG@10 of this version"),
+    "gate_active_ndcg": _("Gate: NDCG@10 of the active version"),
+    "gate_active_run": _("Gate: active run compared with"),
+    "gate_users": _("Gate: users compared"),
+    "gate_interactions": _("Gate: held-out interactions"),
+}
+SECONDS_METRICS = {"train_seconds", "recommend_seconds"}
+PENDING = ("queued", "running")
+
+
+def significant(value, digits=4):
+    """``value`` with ``digits`` significant digits in the active language's number format,
+    without exponents (0.08123, 12.35, 1,235); integers as they are (1,234)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, int):
+        return number_format(value, force_grouping=True)
+    if not math.isfinite(value):
+        return str(value)
+    if value == 0:
+        return "0"
+    decimals = max(digits - 1 - math.floor(math.log10(abs(value))), 0)
+    return number_format(round(value, decimals), decimals, force_grouping=True)
+
+
+def megabytes(size):
+    """A size in bytes as megabytes (10^6 bytes) with 3 significant digits."""
+    if size is None:
+        return ""
+    return gettext("%(size)s MB") % {"size": significant(size / 1e6, 3)}
 
 
 def progress_text(message):
@@ -42,7 +98,35 @@ def progress_text(message):
     epoch = EPOCH_MESSAGE.fullmatch(message or "")
     if epoch:
         return gettext("epoch %(epoch)s/%(epochs)s") % {"epoch": epoch[1], "epochs": epoch[2]}
+    skipped = SKIPPED_MESSAGE.fullmatch(message or "")
+    if skipped:
+        return gettext("evaluating on held-out interactions (%(rows)s rows skipped: non-finite or absurd "
+                       "weights)") % {"rows": skipped[1]}
     return message
+
+
+def status_html(run):
+    """The status badge, found and updated by the live-progress script (admin_runs.js)."""
+    return format_html('<span class="rec-status rec-{}" data-run-status="{}">{}</span>',
+                       run.status, run.pk, run.get_status_display())
+
+
+def progress_html(run):
+    """A progress bar with the progress message, updated live while the run is queued or running."""
+    return format_html('<span class="rec-progress" data-run="{}"><progress max="100" value="{}"></progress> '
+                       '<small>{}</small></span>', run.pk, round(run.progress * 100),
+                       progress_text(run.progress_message))
+
+
+def ndcg_text(metrics):
+    value = (metrics or {}).get("ndcg")
+    return "" if value is None else f"{value:.4f}"
+
+
+def duration_text(run):
+    if run.duration is None:
+        return ""
+    return gettext("%(seconds).1f s") % {"seconds": run.duration.total_seconds()}
 
 
 class TrainForm(forms.Form):
@@ -64,11 +148,11 @@ class TrainingRunAdmin(admin.ModelAdmin):
     actions = ["train_again", "activate_runs"]
     list_per_page = 50
     fieldsets = [
-        (None, {"fields": ["algorithm", "status", "is_active", "gate", "progress",
-                           "progress_message_display", "requested_by", "task_id"]}),
+        (None, {"fields": ["algorithm", "status_display", "is_active", "gate", "progress_display",
+                           "requested_by", "task_id"]}),
         (_("Data snapshot"), {"fields": ["n_users", "n_items", "n_interactions", "data_cutoff"]}),
         (_("Timing"), {"fields": ["created", "started", "finished", "heartbeat"]}),
-        (_("Results"), {"fields": ["metrics", "params", "artifact_path", "artifact_size"]}),
+        (_("Results"), {"fields": ["metrics_table", "params", "artifact_path", "artifact_size_display"]}),
         (_("Error"), {"fields": ["error", "traceback"], "classes": ["collapse"]}),
     ]
 
@@ -80,8 +164,24 @@ class TrainingRunAdmin(admin.ModelAdmin):
     def queued_at(self, obj):
         return date_format(localtime(obj.created), "SHORT_DATETIME_FORMAT") if obj.created else ""
 
+    def get_fieldsets(self, request, obj=None):
+        """The fieldsets; "Error" only on a run that has one."""
+        fieldsets = super().get_fieldsets(request, obj)
+        if obj is not None and not (obj.error or obj.traceback):
+            fieldsets = [fs for fs in fieldsets if fs[1]["fields"] != ["error", "traceback"]]
+        return fieldsets
+
     def get_readonly_fields(self, request, obj=None):
-        return [f.name for f in TrainingRun._meta.fields] + ["progress_message_display"]
+        return [f.name for f in TrainingRun._meta.fields] + [
+            "status_display", "progress_display", "progress_message_display", "metrics_table",
+            "artifact_size_display"]
+
+    def has_change_permission(self, request, obj=None):
+        """A run is a record nobody edits: its page is read-only (no Save buttons). The
+        permission without an object still gates the actions and "Train now"."""
+        if obj is not None:
+            return False
+        return super().has_change_permission(request)
 
     def has_add_permission(self, request):
         return False  # runs are made by "Train now", the schedule or the API
@@ -93,28 +193,55 @@ class TrainingRunAdmin(admin.ModelAdmin):
     def status_badge(self, obj):
         """The status; under it, while queued or running, a live progress bar (a finished
         run needs no bar, and one column fewer keeps the list within a laptop screen)."""
-        badge = format_html('<span class="rec-status rec-{}">{}</span>', obj.status, obj.get_status_display())
-        if obj.status not in (TrainingRun.Status.QUEUED, TrainingRun.Status.RUNNING):
-            return badge
-        return format_html(
-            '{}<span class="rec-progress" data-run="{}"><progress max="100" value="{}"></progress> '
-            '<small>{}</small></span>', badge, obj.pk, round(obj.progress * 100),
-            progress_text(obj.progress_message))
+        if obj.status not in PENDING:
+            return status_html(obj)
+        return format_html("{}{}", status_html(obj), progress_html(obj))
+
+    @admin.display(description=_("status"))
+    def status_display(self, obj):
+        return status_html(obj)
+
+    @admin.display(description=_("progress"))
+    def progress_display(self, obj):
+        """While queued or running: a live progress bar; then the last message ("done", "failed")."""
+        if obj.status in PENDING:
+            return progress_html(obj)
+        return progress_text(obj.progress_message)
 
     @admin.display(description=_("progress message"))
     def progress_message_display(self, obj):
         return progress_text(obj.progress_message)
 
+    @admin.display(description=_("held-out metrics"))
+    def metrics_table(self, obj):
+        """The metrics as a table of labelled values with 4 significant digits (not JSON)."""
+        metrics = obj.metrics or {}
+        if not metrics:
+            return "-"
+        keys = [k for k in METRIC_LABELS if k in metrics] + sorted(k for k in metrics if k not in METRIC_LABELS)
+        rows = []
+        for key in keys:
+            value = metrics[key]
+            text = significant(value)
+            if key in SECONDS_METRICS and isinstance(value, int | float):
+                text = gettext("%(seconds)s s") % {"seconds": text}
+            elif key == "gate_active_run" and isinstance(value, int):
+                text = f"#{value}"
+            rows.append((METRIC_LABELS.get(key, key), key, text))
+        return format_html('<table class="rec-metrics"><tbody>{}</tbody></table>', format_html_join(
+            "", '<tr><th scope="row">{}</th><td class="rec-metric-{}">{}</td></tr>', rows))
+
+    @admin.display(description=_("artifact size"))
+    def artifact_size_display(self, obj):
+        return megabytes(obj.artifact_size)
+
     @admin.display(description=_("NDCG@10"))
     def ndcg(self, obj):
-        value = (obj.metrics or {}).get("ndcg")
-        return "" if value is None else f"{value:.4f}"
+        return ndcg_text(obj.metrics)
 
     @admin.display(description=_("duration"))
     def duration_display(self, obj):
-        if obj.duration is None:
-            return ""
-        return gettext("%(seconds).1f s") % {"seconds": obj.duration.total_seconds()}
+        return duration_text(obj)
 
     # actions -------------------------------------------------------------------------
 
@@ -168,7 +295,9 @@ class TrainingRunAdmin(admin.ModelAdmin):
         ]
 
     def changelist_view(self, request, extra_context=None):
-        extra_context = {"can_train": self.has_change_permission(request), **(extra_context or {})}
+        # The title is the model's name, not "Select training run to change": runs are not edited.
+        extra_context = {"can_train": self.has_change_permission(request),
+                         "title": capfirst(self.model._meta.verbose_name_plural), **(extra_context or {})}
         return super().changelist_view(request, extra_context)
 
     def train_view(self, request):
@@ -187,10 +316,13 @@ class TrainingRunAdmin(admin.ModelAdmin):
         if not self.has_view_permission(request):
             return JsonResponse({}, status=403)
         ids = [int(i) for i in request.GET.get("ids", "").split(",") if i.isdigit()][:200]
-        rows = TrainingRun.objects.filter(pk__in=ids).values("pk", "status", "progress", "progress_message")
-        return JsonResponse({"runs": [{**r, "progress": round(r["progress"] * 100),
-                                       "progress_message": progress_text(r["progress_message"])}
-                                      for r in rows]})
+        runs = TrainingRun.objects.filter(pk__in=ids).only(
+            "pk", "status", "progress", "progress_message", "metrics", "started", "finished")
+        return JsonResponse({"runs": [
+            {"pk": run.pk, "status": run.status, "status_display": str(run.get_status_display()),
+             "progress": round(run.progress * 100), "progress_message": progress_text(run.progress_message),
+             "ndcg": ndcg_text(run.metrics), "duration": duration_text(run)}
+            for run in runs.order_by("pk")]})
 
     def chart_view(self, request):
         if not self.has_view_permission(request):
@@ -198,44 +330,141 @@ class TrainingRunAdmin(admin.ModelAdmin):
         metric = request.GET.get("metric", "ndcg")
         if metric not in CHART_METRICS:
             metric = "ndcg"
-        runs = TrainingRun.objects.filter(status=TrainingRun.Status.SUCCEEDED).order_by("finished", "pk")
+        runs = TrainingRun.objects.filter(status=TrainingRun.Status.SUCCEEDED).annotate(
+            at=Coalesce("finished", "created"))  # a succeeded run has finished; hand-made rows may not
         series = {}
-        for run in runs.values("pk", "algorithm", "metrics", "is_active", "finished"):
+        for run in runs.order_by("at", "pk").values("pk", "algorithm", "metrics", "is_active", "at"):
             value = (run["metrics"] or {}).get(metric)
-            if value is not None:
-                series.setdefault(run["algorithm"], []).append((run["pk"], float(value), run["is_active"]))
+            if isinstance(value, int | float) and math.isfinite(value):
+                series.setdefault(run["algorithm"], []).append((run["pk"], float(value), run["is_active"], run["at"]))
+        label = METRIC_LABELS.get(metric, metric)
+        if metric in SECONDS_METRICS:
+            label = gettext("%(metric)s (s)") % {"metric": label}
         context = {**self.admin_site.each_context(request), "title": _("Offline metrics across versions"),
-                   "opts": self.model._meta, "metric": metric, "metrics": CHART_METRICS,
-                   "svg": _svg_chart(series), "series": sorted(series.items()),
+                   "opts": self.model._meta, "metric": metric,
+                   "metrics": [(m, METRIC_LABELS.get(m, m)) for m in CHART_METRICS],
+                   "svg": _svg_chart(series, str(label)),
+                   "series": sorted((a, [p[:3] for p in points]) for a, points in series.items()),
                    "changelist": reverse("admin:recommender_trainingrun_changelist")}
         return TemplateResponse(request, "admin/recommender/trainingrun/chart.html", context)
 
 
-def _svg_chart(series, width=760, height=300, pad=40):
-    """A line per algorithm: its metric over its successive versions (inline SVG, no scripts)."""
+def _nice_step(span, ticks=4):
+    """A round tick step (1, 2, 2.5 or 5 times a power of ten) giving about ``ticks`` ticks."""
+    raw = span / ticks
+    magnitude = 10 ** math.floor(math.log10(raw))
+    return next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw)
+
+
+#: Steps of the time axis's ticks, in seconds: the smallest that gives at most 6 ticks is used.
+TIME_STEPS = [60 * m for m in (1, 5, 10, 15, 30)] + [3600 * h for h in (1, 2, 3, 6, 12)] + [
+    86400 * d for d in (1, 2, 7, 14, 28, 91, 182, 364)]
+
+
+def _time_ticks(t_min, t_max):
+    """``[(timestamp, label)]``: round times between two timestamps (whole hours, local
+    midnights...), labelled as precisely as their step needs."""
+    span = t_max - t_min
+    step = next((s for s in TIME_STEPS if span / s <= 6), TIME_STEPS[-1])
+    start = localtime(datetime.fromtimestamp(t_min, tz=UTC))
+    if step >= 86400:
+        start = start.replace(hour=0, minute=0, second=0, microsecond=0)
+    else:
+        minutes = step // 60
+        start = start.replace(minute=start.minute // minutes * minutes if minutes < 60 else 0,
+                              second=0, microsecond=0)
+        if minutes > 60:
+            start = start.replace(hour=start.hour // (minutes // 60) * (minutes // 60))
+    ticks, moment = [], start
+    while moment.timestamp() <= t_max:
+        if moment.timestamp() >= t_min:
+            if span < 86400:
+                label = date_format(moment, "H:i")
+            elif step < 86400:
+                label = f'{date_format(moment, "MONTH_DAY_FORMAT")} {date_format(moment, "H:i")}'
+            elif span < 300 * 86400:
+                label = date_format(moment, "MONTH_DAY_FORMAT")
+            else:
+                label = date_format(moment, "SHORT_DATE_FORMAT")
+            ticks.append((moment.timestamp(), label))
+        moment = localtime(moment + dt.timedelta(seconds=step))
+    return ticks
+
+
+def _svg_chart(series, y_label, width=860, height=340):
+    """The metric of every succeeded version over time: x = when it finished, y = the metric
+    (from 0), a line and a colour per algorithm, a legend; inline SVG, no scripts.
+
+    ``series`` maps an algorithm to its ``(pk, value, is_active, finished)``, oldest first.
+    """
     if not series:
         return ""
-    active_label = f' ({escape(pgettext("training run", "active"))})'
-    top = max(v for points in series.values() for _pk, v, _a in points) or 1.0
-    longest = max(len(points) for points in series.values())
-    step = (width - 2 * pad) / max(longest - 1, 1)
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img">',
-             f'<line x1="{pad}" y1="{height - pad}" x2="{width - pad}" y2="{height - pad}" stroke="#999"/>',
-             f'<line x1="{pad}" y1="{pad / 2}" x2="{pad}" y2="{height - pad}" stroke="#999"/>',
-             f'<text x="4" y="{pad / 2 + 4}" font-size="11">{top:.3f}</text>',
-             f'<text x="4" y="{height - pad}" font-size="11">0</text>']
+    left, right, top, bottom = 72, width - 190, 16, height - 56  # the plot area
+    values = [v for points in series.values() for _pk, v, _a, _f in points]
+    times = [f.timestamp() for points in series.values() for _pk, _v, _a, f in points]
+    high = max(values)
+    step = _nice_step(high) if high > 0 else 1.0
+    y_max = step * math.ceil(high / step) if high > 0 else 1.0
+    exponent = math.floor(math.log10(step))
+    decimals = max(0, -exponent + (1 if round(step / 10 ** exponent, 6) == 2.5 else 0))  # 0.025: 3
+    t_min, t_max = min(times), max(times)
+    if t_max - t_min < 60:  # one moment: centre it in an hour
+        t_min, t_max = t_min - 1800, t_max + 1800
+    span = t_max - t_min
+    t_min, t_max = t_min - span * 0.03, t_max + span * 0.03  # keep the end points off the axes
+
+    def x_of(t):
+        return left + (t - t_min) / (t_max - t_min) * (right - left)
+
+    def y_of(v):
+        return bottom - v / y_max * (bottom - top)
+
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" class="rec-chart" width="{width}" height="{height}" '
+             f'viewBox="0 0 {width} {height}" role="img" font-family="sans-serif">',
+             f'<title>{escape(y_label)}</title>']
+    n_ticks = round(y_max / step)
+    for i in range(n_ticks + 1):
+        tick = i * step
+        y = y_of(tick)
+        parts.append(f'<line x1="{left}" y1="{y:.1f}" x2="{right}" y2="{y:.1f}" stroke="#e4e4e4"/>')
+        parts.append(f'<text x="{left - 6}" y="{y + 4:.1f}" font-size="11" text-anchor="end" fill="#555">'
+                     f'{escape(number_format(tick, decimals))}</text>')
+    for t, label in _time_ticks(t_min, t_max):
+        x = x_of(t)
+        parts.append(f'<line x1="{x:.1f}" y1="{bottom}" x2="{x:.1f}" y2="{bottom + 5}" stroke="#999"/>')
+        parts.append(f'<text x="{x:.1f}" y="{bottom + 18}" font-size="11" text-anchor="middle" fill="#555">'
+                     f'{escape(label)}</text>')
+    # (gettext outside the f-strings: xgettext does not see calls inside them)
+    x_label, active_version = capfirst(gettext("finished at")), gettext("active version")
+    parts += [f'<line x1="{left}" y1="{bottom}" x2="{right}" y2="{bottom}" stroke="#999"/>',
+              f'<line x1="{left}" y1="{top}" x2="{left}" y2="{bottom}" stroke="#999"/>',
+              f'<text class="rec-x-label" x="{(left + right) / 2:.1f}" y="{height - 12}" font-size="12" '
+              f'text-anchor="middle">{escape(x_label)}</text>',
+              f'<text class="rec-y-label" x="0" y="0" font-size="12" text-anchor="middle" '
+              f'transform="translate(16 {(top + bottom) / 2:.1f}) rotate(-90)">{escape(y_label)}</text>']
+    active_label = pgettext("training run", "active")
+    legend_x = right + 24
     for n, (algorithm, points) in enumerate(sorted(series.items())):
         colour = COLOURS[n % len(COLOURS)]
-        xy = [(pad + i * step, height - pad - (v / top) * (height - 1.5 * pad))
-              for i, (_pk, v, _a) in enumerate(points)]
-        parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="'
-                     + " ".join(f"{x:.1f},{y:.1f}" for x, y in xy) + '"/>')
-        for (x, y), (pk, v, active) in zip(xy, points, strict=True):
-            parts.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="{5 if active else 3}" fill="{colour}">'
-                         f'<title>{escape(algorithm)} #{pk}: {v:.4f}{active_label if active else ""}</title>'
-                         '</circle>')
-        parts.append(f'<text x="{width - pad + 4 - 120}" y="{pad / 2 + 14 * (n + 1)}" font-size="12" '
-                     f'fill="{colour}">{escape(algorithm)}</text>')
+        xy = [(x_of(f.timestamp()), y_of(v)) for _pk, v, _a, f in points]
+        if len(xy) > 1:
+            parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="'
+                         + " ".join(f"{x:.1f},{y:.1f}" for x, y in xy) + '"/>')
+        for (x, y), (pk, v, active, finished) in zip(xy, points, strict=True):
+            when = date_format(localtime(finished), "SHORT_DATETIME_FORMAT")
+            note = f" ({active_label})" if active else ""
+            ring = ' stroke="#000" stroke-width="1.5"' if active else ""
+            parts.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="{6 if active else 3.5}" fill="{colour}"{ring}>'
+                         f'<title>{escape(algorithm)} #{pk}: {v:.4f}{escape(note)}, {escape(when)}</title></circle>')
+        y = top + 8 + 20 * n
+        parts.append(f'<g class="rec-legend"><line x1="{legend_x}" y1="{y}" x2="{legend_x + 22}" y2="{y}" '
+                     f'stroke="{colour}" stroke-width="2"/><circle cx="{legend_x + 11}" cy="{y}" r="3.5" '
+                     f'fill="{colour}"/><text x="{legend_x + 30}" y="{y + 4}" font-size="12">'
+                     f'{escape(algorithm)}</text></g>')
+    y = top + 8 + 20 * len(series) + 8
+    parts.append(f'<g class="rec-legend"><circle cx="{legend_x + 11}" cy="{y}" r="6" fill="#fff" stroke="#000" '
+                 f'stroke-width="1.5"/><text x="{legend_x + 30}" y="{y + 4}" font-size="12">'
+                 f'{escape(active_version)}</text></g>')
     parts.append("</svg>")
     return "".join(parts)
 
