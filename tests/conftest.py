@@ -1,6 +1,7 @@
 """Shared fixtures: demo catalog data and a real Celery worker process."""
 
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -158,3 +159,50 @@ def _process_state():
     reset()
     yield
     reset()
+
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+@pytest.fixture
+def browser():
+    """Debian's headless Chromium driven by Playwright (no browser download)."""
+    if not os.path.exists(CHROMIUM):
+        if REQUIRE_SERVICES:
+            pytest.fail("chromium is not installed (./run tests installs Debian's package)")
+        pytest.skip("chromium is not installed")
+    from playwright.sync_api import sync_playwright
+
+    # Playwright's sync API keeps an event loop in this thread; the ORM calls of the test
+    # itself are still plain synchronous code (the documented Django + Playwright setting).
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+        yield browser
+        browser.close()
+    del os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"]
+
+
+@pytest.fixture
+def fake_services(monkeypatch):
+    """``services.enqueue_training`` that records the call and makes the runs (no Celery)."""
+    import sys
+    import types
+
+    from recommender.models import TrainingRun
+
+    calls = []
+
+    def enqueue_training(algorithms, requested_by=""):
+        calls.append((algorithms, requested_by))
+        return [TrainingRun.objects.create(algorithm=name, requested_by=requested_by) for name in algorithms]
+
+    fake = types.ModuleType("recommender.training.services")
+    fake.enqueue_training = enqueue_training
+    monkeypatch.setitem(sys.modules, "recommender.training.services", fake)
+    import recommender.training as package
+
+    monkeypatch.setattr(package, "services", fake, raising=False)
+    return calls

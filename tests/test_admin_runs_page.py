@@ -2,9 +2,7 @@
 time, and live status updates (in headless Chromium)."""
 
 import datetime as dt
-import os
 import re
-import shutil
 import time
 
 import pytest
@@ -134,25 +132,8 @@ def test_chart_spreads_versions_along_time_with_a_legend_and_axes(admin_client):
 
 # The live updates, in headless Chromium ----------------------------------------------------
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 
-@pytest.fixture
-def browser():
-    if not os.path.exists(CHROMIUM):
-        if os.environ.get("REQUIRE_SERVICES") == "1":
-            pytest.fail("chromium is not installed (./run tests installs Debian's package)")
-        pytest.skip("chromium is not installed")
-    from playwright.sync_api import sync_playwright
-
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync"])
-        yield browser
-        browser.close()
-    del os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"]
 
 
 def _logged_in_page(browser, live_server, client, user):

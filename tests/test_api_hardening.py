@@ -3,7 +3,6 @@ of the API (docs/reliability.md lists the inputs and the answers)."""
 
 import io
 import re
-import sys
 import types
 from unittest import mock
 
@@ -39,22 +38,6 @@ def trainer(alice):
     return grant(alice, "view_trainingrun", "add_trainingrun")
 
 
-@pytest.fixture
-def fake_services(monkeypatch):
-    """``services.enqueue_training`` that records the call and makes the runs (no Celery)."""
-    calls = []
-
-    def enqueue_training(algorithms, requested_by=""):
-        calls.append((algorithms, requested_by))
-        return [TrainingRun.objects.create(algorithm=name, requested_by=requested_by) for name in algorithms]
-
-    fake = types.ModuleType("recommender.training.services")
-    fake.enqueue_training = enqueue_training
-    monkeypatch.setitem(sys.modules, "recommender.training.services", fake)
-    import recommender.training as package
-
-    monkeypatch.setattr(package, "services", fake, raising=False)
-    return calls
 
 
 def nested(shape, depth):

@@ -4,8 +4,6 @@ A demo customer logs in, sees a personalised block, clicks a recommendation, and
 click is recorded with its block and algorithm.
 """
 
-import os
-import shutil
 import time
 
 import pytest
@@ -15,28 +13,9 @@ from recommender import serving
 from recommender.models import Interaction
 from recommender.serving import published
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-@pytest.fixture
-def browser():
-    if not os.path.exists(CHROMIUM):
-        if os.environ.get("REQUIRE_SERVICES") == "1":
-            pytest.fail("chromium is not installed (./run tests installs Debian's package)")
-        pytest.skip("chromium is not installed")
-    from playwright.sync_api import sync_playwright
-
-    # Playwright's sync API keeps an event loop in this thread; the ORM calls of the test
-    # itself are still plain synchronous code (the documented Django + Playwright setting).
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync"])
-        yield browser
-        browser.close()
-    del os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"]
 
 
 def wait_for(predicate, seconds=10):

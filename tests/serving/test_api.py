@@ -1,7 +1,5 @@
 """The recommendation API: results, permissions, validation, pagination, items, trending, training runs."""
 
-import sys
-import types
 
 import pytest
 from django.core.cache import cache
@@ -247,19 +245,8 @@ def test_staff_lists_and_reads_runs(api, staff):
     assert api.get(f"{RUNS}999999/").status_code == 404
 
 
-def test_staff_starts_a_training(api, staff, monkeypatch):
-    calls = []
-
-    def enqueue_training(algorithms, requested_by=""):
-        calls.append((algorithms, requested_by))
-        return [TrainingRun.objects.create(algorithm=name, requested_by=requested_by) for name in algorithms]
-
-    fake = types.ModuleType("recommender.training.services")
-    fake.enqueue_training = enqueue_training
-    monkeypatch.setitem(sys.modules, "recommender.training.services", fake)
-    import recommender.training as package
-
-    monkeypatch.setattr(package, "services", fake, raising=False)
+def test_staff_starts_a_training(api, staff, fake_services):
+    calls = fake_services
     api.force_login(staff)
     response = api.post(RUNS, {"algorithms": ["als", "itemknn", "als"]}, format="json")
     assert response.status_code == 202, response.content
