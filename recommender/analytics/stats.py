@@ -329,7 +329,10 @@ def mean_variant(name: str, sample: ValueSample, confidence: float = 0.95) -> Va
     if sample.n < 2:
         return VariantResult(name, sample.n, sample.mean if sample.n else None, None, None, warnings)
     half = _t(confidence, sample.n - 1) * math.sqrt(sample.variance / sample.n)
-    return VariantResult(name, sample.n, sample.mean, sample.mean - half, sample.mean + half, warnings)
+    low = sample.mean - half
+    if low < 0 and not np.any(sample.nonzero < 0):
+        low = 0.0  # a mean of values that cannot be negative (revenue): the t interval's tail is cut at 0
+    return VariantResult(name, sample.n, sample.mean, low, sample.mean + half, warnings)
 
 
 def _bootstrap_means(sample: ValueSample, n_resamples: int, rng: np.random.Generator) -> np.ndarray:

@@ -323,3 +323,13 @@ def test_module_does_not_import_django():
             "assert 'django' not in sys.modules\n")
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
+
+
+def test_a_revenue_interval_never_goes_below_zero():
+    from recommender.analytics.stats import ValueSample, mean_variant
+
+    skewed = ValueSample([5000.0, 20.0], visitors=1000)  # two buyers, one very large order
+    result = mean_variant("v", skewed)
+    assert result.low == 0.0 and result.high > result.estimate > 0
+    signed = ValueSample([-50.0, 40.0, 30.0])  # values that can be negative keep the plain t interval
+    assert mean_variant("v", signed).low < 0
