@@ -186,6 +186,13 @@ DEFAULTS = {
 }
 
 
+#: The setting that names the algorithm of each kind of served list.
+LIST_ALGORITHM_SETTINGS = {
+    "for_user": "DEFAULT_ALGORITHM", "similar": "SIMILAR_ALGORITHM", "bought_together": "BOUGHT_TOGETHER_ALGORITHM",
+    "trending": "TRENDING_ALGORITHM", "popular": "POPULAR_ALGORITHM",
+}
+
+
 class RecommenderSettings:
     """Attribute access to the merged settings dict, cached until settings change."""
 
@@ -286,6 +293,12 @@ class RecommenderSettings:
     def item_field(self, role):
         """Field name for a role of ITEM_FIELDS ("title", "price", ...) or None."""
         return self.ITEM_FIELDS.get(role)
+
+    def list_algorithm(self, kind, algorithm=None):
+        """The algorithm that feeds served lists of ``kind`` ("for_user", "similar",
+        "bought_together", "trending", "popular"): ``algorithm`` when given, else its setting
+        (``DEFAULT_ALGORITHM``, ``SIMILAR_ALGORITHM``, ...). The one place they are resolved."""
+        return algorithm or getattr(self, LIST_ALGORITHM_SETTINGS[kind])
 
 
 rec_settings = RecommenderSettings()

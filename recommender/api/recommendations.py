@@ -96,7 +96,7 @@ class RecommendationsView(_RecommendationView):
             target = get_user_model()._default_manager.filter(pk=params["user"]).first()
             if target is None:
                 raise ValidationError({"user": [_("No user with key “%(key)s”.") % {"key": params["user"]}]})
-        algorithm = params.get("algorithm") or rec_settings.DEFAULT_ALGORITHM
+        algorithm = rec_settings.list_algorithm("for_user", params.get("algorithm"))
         found = None
         if target is not None and fastpath is not None:
             # the fast path's lookup, unless it was made for another user or query

@@ -102,10 +102,14 @@ def _item_pk(value):
 class RecommendationQuerySerializer(serializers.Serializer):
     """Query parameters of the recommendation endpoints (HTTP 400 names the bad ones)."""
 
-    limit = serializers.IntegerField(min_value=1, max_value=50, required=False,
-                                     help_text=_("How many results (1 to 50); ``n`` is an alias."))
-    n = serializers.IntegerField(min_value=1, max_value=50, required=False, help_text=_("Alias of limit."))
-    offset = serializers.IntegerField(min_value=0, max_value=49, required=False, default=0)
+    # The upper bounds are RECOMMENDER["SERVED_LIST_LENGTH"] (the length of every list), read
+    # per request in validate_limit / validate_offset so that a site's setting reaches the API.
+    limit = serializers.IntegerField(min_value=1, required=False,
+                                     help_text=_("How many results (1 to SERVED_LIST_LENGTH, 50 by default); "
+                                                 "``n`` is an alias."))
+    n = serializers.IntegerField(min_value=1, required=False, help_text=_("Alias of limit."))
+    offset = serializers.IntegerField(min_value=0, required=False, default=0,
+                                      help_text=_("Results to skip (below SERVED_LIST_LENGTH)."))
     algorithm = serializers.CharField(max_length=50, required=False,
                                       help_text=_("One of RECOMMENDER['ALGORITHMS']."))
     category = serializers.CharField(max_length=100, required=False,
@@ -114,6 +118,21 @@ class RecommendationQuerySerializer(serializers.Serializer):
                                     help_text=_("Comma-separated item keys never to return (e.g. the cart)."))
 
     default_limit = 10
+
+    def _at_most(self, value, highest):
+        if value > highest:
+            raise serializers.ValidationError(
+                _("Ensure this value is less than or equal to %(limit_value)s.") % {"limit_value": highest})
+        return value
+
+    def validate_limit(self, value):
+        return self._at_most(value, rec_settings.SERVED_LIST_LENGTH)
+
+    def validate_n(self, value):
+        return self._at_most(value, rec_settings.SERVED_LIST_LENGTH)
+
+    def validate_offset(self, value):
+        return self._at_most(value, rec_settings.SERVED_LIST_LENGTH - 1)
 
     def validate_algorithm(self, value):
         if value not in (rec_settings.ALGORITHMS or {}):
@@ -145,8 +164,10 @@ class RecommendationQuerySerializer(serializers.Serializer):
     def validate(self, attrs):
         limit = attrs.pop("n", None)
         attrs["limit"] = attrs.get("limit") or limit or self.default_limit
-        if attrs["offset"] + attrs["limit"] > 50:
-            raise serializers.ValidationError({"offset": [_("offset + limit must not exceed 50.")]})
+        length = rec_settings.SERVED_LIST_LENGTH
+        if attrs["offset"] + attrs["limit"] > length:
+            raise serializers.ValidationError(
+                {"offset": [_("offset + limit must not exceed %(length)s.") % {"length": length}]})
         return attrs
 
 

@@ -142,7 +142,7 @@ def recommendations_view(request, *args, **kwargs):
         if not throttle.allow_request(request, None):
             return _drf(_drf_recommendations, request, context, args, kwargs)  # DRF answers the 429
         context.counted = Counted(throttle.scope, pk, True, None)
-    algorithm = request.GET.get("algorithm") or rec_settings.DEFAULT_ALGORITHM
+    algorithm = rec_settings.list_algorithm("for_user", request.GET.get("algorithm"))
     found, allowed = _counted_lookup(request, context, throttle, pk, pk, pk,
                                      responses.user_watched(pk, algorithm),
                                      extra=[identity.auth_key(pk)] if claim is not None else ())
@@ -217,21 +217,22 @@ def _item_key(kwargs):
         return None
 
 
-def _one_list(kind, setting):
+def _one_list(kind):
     def lists(request, kwargs):
         pk = _item_key(kwargs)
         if pk is None:
             return None  # DRF answers the 404
-        return [(kind, request.GET.get("algorithm") or getattr(rec_settings, setting), pk)]
+        return [(kind, rec_settings.list_algorithm(kind, request.GET.get("algorithm")), pk)]
     return lists
 
 
-similar_items_view = _shared_list_view(SimilarItemsView.as_view(), _one_list("similar", "SIMILAR_ALGORITHM"))
-bought_together_view = _shared_list_view(BoughtTogetherView.as_view(),
-                                         _one_list("bought_together", "BOUGHT_TOGETHER_ALGORITHM"))
+similar_items_view = _shared_list_view(SimilarItemsView.as_view(), _one_list("similar"))
+bought_together_view = _shared_list_view(BoughtTogetherView.as_view(), _one_list("bought_together"))
+
+
 def _trending_lists(request, kwargs):
     """The site's trending list and, with ``?category=``, the category's own list (read first)."""
-    algorithm = request.GET.get("algorithm") or rec_settings.TRENDING_ALGORITHM
+    algorithm = rec_settings.list_algorithm("trending", request.GET.get("algorithm"))
     lists = [("trending", algorithm, 0)]
     if request.GET.get("category"):
         lists.append(("trending", algorithm, serving.category_subject(request.GET["category"])))

@@ -222,7 +222,7 @@ def _history_source(user, session_key):
         recent, bought = recent_history(user, session_key)
         pipeline.excluded.update(pipeline.to_pk(pk) for pk in recent)  # they just saw them
         pipeline.bought.update(bought)
-        return _union_source("similar", rec_settings.SIMILAR_ALGORITHM, recent, "history",
+        return _union_source("similar", rec_settings.list_algorithm("similar"), recent, "history",
                              decay=HISTORY_DECAY)(pipeline)
     return source
 
@@ -230,7 +230,7 @@ def _history_source(user, session_key):
 def _fallback_sources(category=None, trending_algorithm=None):
     """Trending, then popular items; for a category its own lists first (published by the
     refresh for every category), then the site's lists filtered to it."""
-    trending_algorithm = trending_algorithm or rec_settings.TRENDING_ALGORITHM
+    trending_algorithm = rec_settings.list_algorithm("trending", trending_algorithm)
     subjects = [0]
     subject = category_subject(category)
     if subject:
@@ -239,7 +239,7 @@ def _fallback_sources(category=None, trending_algorithm=None):
     for subject in subjects:
         sources += [
             _list_source("trending", trending_algorithm, subject, "trending"),
-            _list_source("popular", rec_settings.POPULAR_ALGORITHM, subject, "popular"),
+            _list_source("popular", rec_settings.list_algorithm("popular"), subject, "popular"),
         ]
     return sources
 
@@ -266,7 +266,7 @@ def recommend_for(request_or_user: HttpRequest | AbstractBaseUser | None, n: int
     items in ``exclude`` (e.g. the cart), or items the user bought (``EXCLUDE_EVENTS``).
     """
     request, user, session_key = _visitor(request_or_user)
-    algorithm = algorithm or rec_settings.DEFAULT_ALGORITHM
+    algorithm = rec_settings.list_algorithm("for_user", algorithm)
     facts = user_facts(user, request)
     sources = []
     if user is not None:
@@ -281,7 +281,7 @@ def recommend_for(request_or_user: HttpRequest | AbstractBaseUser | None, n: int
 def similar_items(item: Model, n: int = 10, algorithm: str | None = None, request: HttpRequest | None = None,
                   category: Any = None, exclude: Iterable[Any] = ()) -> Recommendations:
     """Items similar to ``item`` ("Similar to X"), then popular items of its category."""
-    algorithm = algorithm or rec_settings.SIMILAR_ALGORITHM
+    algorithm = rec_settings.list_algorithm("similar", algorithm)
     _request, user, _session = _visitor(request)
     facts = user_facts(user, request)
     sources = [_list_source("similar", algorithm, item.pk, "similar")]
@@ -289,7 +289,7 @@ def similar_items(item: Model, n: int = 10, algorithm: str | None = None, reques
     if category_field:
         own = getattr(item, item._meta.get_field(category_field).attname)
         for subject in dict.fromkeys((category_subject(own), 0)):
-            sources.append(_list_source("popular", rec_settings.POPULAR_ALGORITHM, subject, "popular",
+            sources.append(_list_source("popular", rec_settings.list_algorithm("popular"), subject, "popular",
                                         only_category=own))
     pipeline = Pipeline(n, exclude={item.pk, *exclude} | facts.excluded, category=category,
                          bought=facts.bought, known=[item])
@@ -300,7 +300,7 @@ def bought_together(items: Model | Any | Iterable[Model | Any], n: int = 10, alg
                     request: HttpRequest | None = None, category: Any = None,
                     exclude: Iterable[Any] = ()) -> Recommendations:
     """Items bought with ``items`` (one item or several, e.g. a cart's), never the items themselves."""
-    algorithm = algorithm or rec_settings.BOUGHT_TOGETHER_ALGORITHM
+    algorithm = rec_settings.list_algorithm("bought_together", algorithm)
     items = as_list(items)
     if not items:
         return Recommendations()

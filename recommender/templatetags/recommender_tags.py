@@ -208,7 +208,7 @@ def recommended_for_you(context, n=8, algorithm=None, category=None, exclude=Non
         return ""
     user = _user(_request(context))
     # an anonymous visitor's block comes from their session's history: not stored
-    lists = [("for_user", algorithm or rec_settings.DEFAULT_ALGORITHM, user.pk)] if user is not None else None
+    lists = [("for_user", rec_settings.list_algorithm("for_user", algorithm), user.pk)] if user is not None else None
     return _block(
         context, "recommended_for_you", title or _("Recommended for you"), lists,
         lambda request, excluded: serving.recommend_for(request, n=n, algorithm=algorithm, category=category,
@@ -226,7 +226,7 @@ def similar_items(context, item, n=6, algorithm=None, category=None, exclude=Non
         return ""
     return _block(
         context, "similar_items", title or _("Similar items"),
-        [("similar", algorithm or rec_settings.SIMILAR_ALGORITHM, item.pk)],
+        [("similar", rec_settings.list_algorithm("similar", algorithm), item.pk)],
         lambda request, excluded: serving.similar_items(item, n=n, algorithm=algorithm, request=request,
                                                         category=category, exclude=excluded),
         personal=False, n=n, category=category, exclude=exclude, template=template, currency=currency,
@@ -241,7 +241,7 @@ def bought_together(context, items, n=6, algorithm=None, category=None, exclude=
     if not show:
         return ""
     items = serving.as_list(items)
-    algorithm_name = algorithm or rec_settings.BOUGHT_TOGETHER_ALGORITHM
+    algorithm_name = rec_settings.list_algorithm("bought_together", algorithm)
     return _block(
         context, "bought_together", title or _("Customers also bought"),
         [("bought_together", algorithm_name, getattr(x, "pk", x)) for x in items],
@@ -267,7 +267,7 @@ def trending(context, n=8, category=None, algorithm=None, exclude=None, title=No
         return ""
     return _block(
         context, "trending", title or _trending_title(category),
-        [("trending", algorithm or rec_settings.TRENDING_ALGORITHM, category_subject(category))],
+        [("trending", rec_settings.list_algorithm("trending", algorithm), category_subject(category))],
         lambda request, excluded: serving.trending(n=n, category=category, request=request, algorithm=algorithm,
                                                    exclude=excluded),
         personal=False, n=n, category=category, exclude=exclude, template=template, currency=currency,

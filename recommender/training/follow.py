@@ -59,7 +59,7 @@ def pending_key(user_pk):
 
 def algorithms():
     """The algorithms whose "for you" lists follow the user."""
-    return list(rec_settings.FOLLOW_ALGORITHMS or [rec_settings.DEFAULT_ALGORITHM])
+    return list(rec_settings.FOLLOW_ALGORITHMS or [rec_settings.list_algorithm("for_user")])
 
 
 def changes_history(event):

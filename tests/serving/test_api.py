@@ -299,3 +299,15 @@ def test_cold_and_anonymous_responses_are_not_kept(api, shelf, alice, publish):
     assert result_pks(api.get(URL)) == [shelf[9].pk]
     recommender.track(alice, shelf[0], "view")
     assert result_pks(api.get(URL)) == [shelf[4].pk, shelf[5].pk, shelf[9].pk]
+
+
+def test_served_list_length_reaches_the_api(api, shelf, alice, publish, settings):
+    settings.RECOMMENDER = {**settings.RECOMMENDER, "SERVED_LIST_LENGTH": 80}
+    publish("trending", "trending", {0: ranked(shelf[4:12])})
+    assert api.get("/recommender/api/trending/", {"limit": 80}).status_code == 200
+    assert api.get("/recommender/api/trending/", {"limit": 81}).status_code == 400
+    settings.RECOMMENDER = {**settings.RECOMMENDER, "SERVED_LIST_LENGTH": 5}
+    response = api.get("/recommender/api/trending/", {"limit": 6})
+    assert response.status_code == 400 and "limit" in response.json()
+    assert api.get("/recommender/api/trending/", {"offset": 5}).status_code == 400
+    assert len(api.get("/recommender/api/trending/", {"limit": 5}).json()["results"]) == 5
