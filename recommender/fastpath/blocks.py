@@ -62,10 +62,12 @@ class Spec:
         raw = json.dumps([block, [list(key) for key in lists], user_pk, get_language(), options],
                          default=str, separators=(",", ":"))
         digest = hashlib.blake2b(raw.encode(), digest_size=16)
-        self.key = f"recommender:block:{digest.hexdigest()}"
+        # a visitor's own blocks carry their key, so that deleting the user finds them
+        prefix = "recommender:block:" if user_pk is None else f"recommender:block:u{user_pk}:"
+        self.key = f"{prefix}{digest.hexdigest()}"
         self.excluded = set(excluded)
         digest.update(json.dumps(sorted(map(str, self.excluded))).encode())
-        self.exact_key = f"recommender:block:{digest.hexdigest()}"
+        self.exact_key = f"{prefix}{digest.hexdigest()}"
         self.watched = [published.cache_key(kind, algorithm, subject) for kind, algorithm, subject in lists]
         self.watched.append(serving.ITEMS_TOKEN_KEY)
         if user_pk is not None:

@@ -353,6 +353,26 @@ def touch_user(user_pk):
     published.cache_set(user_token_key(user_pk), _token(), rec_settings.CACHE_TIMEOUT, replay=True)
 
 
+def forget_user(user_pk):
+    """A deleted user: their served lists, cached lists, facts, stored API responses and
+    stored blocks are removed at once (the interactions go by the database's cascade).
+
+    With a cache that cannot list its keys (not Redis), the stored responses and blocks
+    are made invalid by the new user token and expire with their timeout.
+    """
+    ServedList.objects.filter(kind="for_user", subject=int(user_pk)).delete()
+    keys = [published.cache_key("for_user", algorithm, user_pk) for algorithm in (rec_settings.ALGORITHMS or {})]
+    keys.append(_user_facts_key(user_pk))
+    published.write("delete_many", lambda: published.get_cache().delete_many(keys))
+    touch_user(user_pk)  # what is stored against the old token no longer matches
+    published.delete_matching([f"recommender:api:rec:{user_pk}:*", f"recommender:block:u{user_pk}:*"])
+
+
+def _user_deleted(sender, instance, **kwargs):
+    if instance.pk is not None:
+        forget_user(instance.pk)
+
+
 def _item_changed(sender, **kwargs):
     touch_items()
 
@@ -370,6 +390,9 @@ def connect():
     """Connect the invalidation receivers (call from ``AppConfig.ready()``); safe to call twice."""
     post_save.connect(_interaction_saved, sender=Interaction, dispatch_uid="recommender.serving.interaction")
     user_logged_in.connect(_logged_in, dispatch_uid="recommender.serving.login")
+    from django.contrib.auth import get_user_model
+
+    post_delete.connect(_user_deleted, sender=get_user_model(), dispatch_uid="recommender.serving.user_deleted")
     try:
         model = rec_settings.item_model()
     except (LookupError, ValueError):  # reported by the system checks

@@ -297,6 +297,36 @@ def _set_raw(key, value, timeout):
         cache.set(key, value, timeout)
 
 
+def delete_matching(patterns, batch=500):
+    """Delete the cache keys matching glob ``patterns`` (e.g. ``"recommender:api:rec:7:*"``).
+
+    With Django's RedisCache: a SCAN per pattern and DEL in batches (meant for rare events
+    such as a user's deletion, not the request path). Other caches cannot list their keys:
+    nothing is deleted there, and the entries expire with their timeout (their fingerprints
+    no longer match once the lists and tokens they watch changed). Skipped while the cache
+    is unreachable. Returns the number of keys deleted.
+    """
+    def run():
+        cache, client = backend()
+        if client is None:
+            return 0
+        deleted = 0
+        for pattern in patterns:
+            found = []
+            for key in client.scan_iter(match=cache.make_key(pattern), count=1000):
+                found.append(key)
+                if len(found) >= batch:
+                    deleted += client.delete(*found)
+                    forget_near(found)
+                    found = []
+            if found:
+                deleted += client.delete(*found)
+                forget_near(found)
+        return deleted
+
+    return _guarded("delete_matching", run, 0)
+
+
 def forget_near(raw_keys):
     """Drop raw keys this process just wrote with the raw client from its near cache."""
     near = near_cache()

@@ -289,7 +289,7 @@ def _assigned(context, block, algorithm):
     from recommender.analytics import experiments
 
     session = getattr(request, "session", None)
-    session_key = (session.session_key if session is not None else None) or ""
+    session_key = getattr(session, "session_key", None) or ""
     user = _user(request)
     key = experiments.assignment_key(user, session_key, session)
     assignment = experiments.algorithm_for(block, key=key)
