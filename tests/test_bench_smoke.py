@@ -147,3 +147,11 @@ def test_serving(postgres, redis_url, tmp_path):
         assert f"in process, {engine}: GET /recommender/api/recommendations/?limit=10 200" in out
     assert "stored blocks reused: p50" in out
     assert ("sessions: cached_db; wrk" in out) != ("SKIPPED: the HTTP measurements" in out)
+
+
+@pytest.mark.services
+def test_aggregates(postgres, tmp_path):
+    env, database = postgres
+    out = run_smoke("bench_aggregates.py", tmp_path, "--database", database, env=env)
+    assert "filled 20,000 interactions" in out and "full rebuild:" in out
+    assert "daily rows: 0" not in out
