@@ -88,6 +88,11 @@ def test_track_sqlite(tmp_path):
     assert "backend=sqlite mode=autocommit calls=200 " in out
 
 
+def test_experiments_overhead(tmp_path):
+    out = run_smoke("bench_experiments.py", tmp_path)
+    assert "no running experiment:" in out and ", 0 queries" in out
+
+
 def test_import_sqlite(tmp_path):
     out = run_smoke("bench_import.py", tmp_path, "--backend", "sqlite")
     assert "backend=sqlite rows=2000 created=2000 " in out
