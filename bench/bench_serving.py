@@ -53,6 +53,7 @@ def prepare(users, items, interactions, bench_users, listed, database, redis_url
     from bench_scale import fill
     from django.contrib.auth import get_user_model
 
+    from recommender.conf import rec_settings
     from recommender.serving import published
     from shopdemo.shop.models import Product
 
@@ -66,11 +67,13 @@ def prepare(users, items, interactions, bench_users, listed, database, redis_url
     def a_list(n=50):
         return [[pk, round(1 - i / 100, 3), rng.choice(item_pks)] for i, pk in enumerate(rng.sample(item_pks, n))]
 
-    published.publish("for_user", "hybrid", {u.pk: a_list() for u in people})
-    published.publish("trending", "trending", {0: a_list()})
-    published.publish("popular", "popular", {0: a_list()})
-    published.publish("similar", "itemknn", {pk: a_list() for pk in item_pks[:listed]})
-    published.publish("bought_together", "cooccurrence", {pk: a_list() for pk in item_pks[:listed]})
+    # under the algorithm names the site serves (rec_settings.list_algorithm: the defaults)
+    name = rec_settings.list_algorithm
+    published.publish("for_user", name("for_user"), {u.pk: a_list() for u in people})
+    published.publish("trending", name("trending"), {0: a_list()})
+    published.publish("popular", name("popular"), {0: a_list()})
+    published.publish("similar", name("similar"), {pk: a_list() for pk in item_pks[:listed]})
+    published.publish("bought_together", name("bought_together"), {pk: a_list() for pk in item_pks[:listed]})
     return people, item_pks[:listed]
 
 
