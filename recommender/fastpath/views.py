@@ -22,7 +22,9 @@ While Redis is unreachable (:func:`recommender.serving.published.cache_down`) ev
 request goes straight to DRF, which serves from the database.
 """
 
+from django.core.exceptions import ValidationError
 from django.db import DatabaseError
+from django.http import HttpResponse
 from django.utils.functional import SimpleLazyObject, empty
 
 from recommender import fastpath, serving
@@ -93,8 +95,6 @@ def _counted_lookup(request, context, throttle, ident, counted_as, subject, watc
 
 
 def _stored_response(body):
-    from django.http import HttpResponse
-
     response = HttpResponse(body, content_type="application/json")
     response.headers["Vary"] = "Accept"  # as patch_vary_headers on a new response, for less
     return response
@@ -208,8 +208,6 @@ def _shared_list_view(drf_view, watched_lists):
 
 
 def _item_key(kwargs):
-    from django.core.exceptions import ValidationError
-
     model = rec_settings.item_model()
     try:
         return model._meta.pk.to_python(kwargs.get("pk"))
