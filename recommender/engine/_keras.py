@@ -6,8 +6,12 @@ This module imports neither at import time: ``recommender.engine.deep`` imports 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
+import re
+import sys
+import tempfile
 
 import numpy as np
 
@@ -17,13 +21,53 @@ import numpy as np
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
+#: Lines TensorFlow's C++ runtime writes to stderr while it is imported, whatever
+#: TF_CPP_MIN_LOG_LEVEL says: absl prints everything before its log is initialised. These
+#: are the informational ones ("I<date> ... Could not find cuda drivers on your machine,
+#: GPU will not be used.", "oneDNN custom operations are on ...") and absl's banner.
+_INFO_LINE = re.compile(rb"^(I\d{4} [\d:.]+ +\d+ [\w.]+:\d+\] |"
+                        rb"WARNING: All log messages before absl::InitializeLog\(\) is called)")
+
+
+@contextlib.contextmanager
+def _without_info_lines():
+    """Run the block with file descriptor 2 sent to a temporary file, then write back every
+    line of it except TensorFlow's informational import lines (:data:`_INFO_LINE`): warnings,
+    errors and Python tracebacks still reach stderr. Only the first import is wrapped."""
+    if "tensorflow" in sys.modules:
+        yield
+        return
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no usable stderr descriptor: nothing to filter
+        yield
+        return
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        finally:
+            try:
+                sys.stderr.flush()
+            except (OSError, ValueError):
+                pass
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            kept = [line for line in captured.read().splitlines(keepends=True) if not _INFO_LINE.match(line)]
+            if kept:
+                os.write(2, b"".join(kept))
+
+
 def _configure_tensorflow(seed: int, threads: int, deterministic: bool):
     """Import TensorFlow/Keras lazily, pin threads and seeds."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     try:
-        import keras
-        import tensorflow as tf
+        with _without_info_lines():
+            import keras
+            import tensorflow as tf
     except ImportError as exc:
         raise ImportError(f"The deep-learning recommender (TwoTower) needs TensorFlow, which is not installed "
                           f"({exc}). Install it with the 'deep' extra: "

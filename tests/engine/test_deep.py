@@ -276,6 +276,31 @@ def test_training_leaves_no_cuda_error_lines_in_the_log():
     assert result.returncode == 0, result.stderr
     errors = [line for line in result.stderr.splitlines() if "cuInit" in line or "CUDA error" in line]
     assert not errors, errors
+    # absl writes these at import whatever TF_CPP_MIN_LOG_LEVEL says; the engine filters them
+    info = [line for line in result.stderr.splitlines()
+            if "Could not find cuda drivers" in line or "oneDNN custom operations" in line
+            or "absl::InitializeLog" in line]
+    assert not info, info
+
+
+def test_the_import_filter_keeps_other_stderr_lines():
+    """Only TensorFlow's informational import lines are dropped: anything else written to
+    file descriptor 2 during the import (a warning, a C library's message) still arrives."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import os\n"
+            "from recommender.engine._keras import _without_info_lines\n"
+            "with _without_info_lines():\n"
+            "    os.write(2, b'I0000 00:00:1796409444.002719    6001 cudart_stub.cc:31] Could not find cuda\\n')\n"
+            "    os.write(2, b'W0000 00:00:1796409444.002719    6001 foo.cc:1] a real warning\\n')\n"
+            "    os.write(2, b'plain line\\n')\n")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                            timeout=60, env=dict(os.environ))
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.splitlines() == ["W0000 00:00:1796409444.002719    6001 foo.cc:1] a real warning",
+                                          "plain line"]
 
 
 # -- the deep model in the default hybrid ------------------------------------------------
