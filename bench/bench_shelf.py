@@ -22,6 +22,7 @@ Usage::
 
     .venv/bin/python bench/bench_shelf.py            # ~3 minutes on 2 cores
     .venv/bin/python bench/bench_shelf.py --users 400
+    .venv/bin/python bench/bench_shelf.py --smoke    # 300 customers x 300 products, 50 users: seconds
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ sys.path.insert(0, str(ROOT / "bench" / "engine"))
 
 import numpy as np  # noqa: E402
 import scipy.sparse as sp  # noqa: E402
-from common import temporal_split  # noqa: E402
+from common import SMOKE_ITEMS, SMOKE_USERS, subsample, temporal_split  # noqa: E402
 from django.conf import settings  # noqa: E402
 
 from recommender.engine import build_engine  # noqa: E402
@@ -57,6 +58,8 @@ from shopdemo.shop.categories import categorize  # noqa: E402
 DATA = ROOT / "datasets" / "online-retail" / "online_retail.csv.gz"
 NON_PRODUCT = {"next day carriage", "packing charge", "high resolution image"}
 LIST = 11
+#: ``--smoke``: users sampled for the reasons figure.
+SMOKE_REASON_USERS = 50
 
 
 def load(path=DATA):
@@ -81,6 +84,14 @@ def load(path=DATA):
     features["description"] = [f"{o} (stock code {c}). Category: {g}." for o, c, g in
                                zip(original, codes, features["category"], strict=True)]
     return users, items, np.array(ts), np.array(qty, float), len(codes), features
+
+
+def smoke_subset(users, items, ts, qty, n_items, features):
+    """``--smoke``: the order lines of the first customers and their most bought products
+    (``common.subsample``, SMOKE_USERS x SMOKE_ITEMS), re-indexed."""
+    users, items, lines, n_items, features = subsample(users, items, np.arange(len(users)), n_items, features,
+                                                       SMOKE_USERS, SMOKE_ITEMS)
+    return users, items, ts[lines], qty[lines], n_items, features
 
 
 def first_seen(users, items, ts):
@@ -142,10 +153,17 @@ def distinct_reason_share(model, X, users, n=10):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--users", type=int, default=300, help="users sampled for the reasons figure")
+    parser.add_argument("--users", type=int, help="users sampled for the reasons figure (default 300; 50 with --smoke)")
+    parser.add_argument("--smoke", action="store_true",
+                        help=f"the first {SMOKE_USERS} customers and {SMOKE_ITEMS} products: seconds, through the same "
+                             "code (what tests/test_bench_smoke.py runs)")
     args = parser.parse_args()
+    if args.users is None:
+        args.users = SMOKE_REASON_USERS if args.smoke else 300
     t0 = time.perf_counter()
     users, items, ts, qty, n_items, features = load()
+    if args.smoke:
+        users, items, ts, qty, n_items, features = smoke_subset(users, items, ts, qty, n_items, features)
     cats = np.array(features["category"])
     print(f"{users.max() + 1} customers, {n_items} products, {len(users)} order lines "
           f"({time.perf_counter() - t0:.0f} s)", flush=True)

@@ -9,6 +9,7 @@ skip those parts and say so.
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -124,6 +125,42 @@ def test_engine_cold_start(tmp_path):
     out = run_smoke("engine/cold_start.py", tmp_path, "--datasets", "online-retail")
     assert "### online-retail: 60 cold items" in out
     assert "| two_tower " in out
+
+
+def test_deep_models_accuracy(tmp_path):
+    out = run_smoke("engine/deep_models.py", tmp_path, "accuracy", "--engines", "sequence", "two_tower",
+                    "--datasets", "online-retail", "--json", str(tmp_path / "deep.json"))
+    assert "== online-retail: peer EASE lambda=100.0 " in out  # the first point of the lambda grid
+    rows = {row["engine"]: row for row in json.loads((tmp_path / "deep.json").read_text())}
+    assert set(rows) == {"sequence", "two_tower"}
+    for row in rows.values():
+        assert 0 < row["test_ndcg_mean"] <= 1 and 0 < row["validation_ndcg"] <= 1
+        assert len(row["epochs"]) == 1 and row["epochs"][0] <= 2  # one seed, the tiny models
+    assert "hidden_dim" in rows["two_tower"]["params"] and "max_length" in rows["sequence"]["params"]
+
+
+def test_deep_models_refresh(tmp_path):
+    out = run_smoke("engine/deep_models.py", tmp_path, "refresh", "--engine", "sequence",
+                    "--datasets", "online-retail")
+    result = json.loads(out.strip().splitlines()[-1])
+    assert result["engine"] == "sequence" and result["dataset"] == "online-retail"
+    assert result["users"] == 50 and result["epochs"] <= 2  # the smoke chunk, the tiny SequenceModel
+    assert result["tensorflow_imported"] is False
+
+
+def test_shelf(tmp_path):
+    out = run_smoke("bench_shelf.py", tmp_path)
+    for label in ("itemknn (old similar)", "cooccurrence (old bought together)", "similar (new)",
+                  "complements llr (new)", "complements lift"):
+        ndcg = re.search(rf"^  {re.escape(label)} +ndcg=([0-9.]+) hit_rate=", out, re.M)
+        assert ndcg and 0 < float(ndcg[1]) <= 1, label
+        assert re.search(rf"^  {re.escape(label)} +coverage=[01]\.\d+ distinct categories=", out, re.M), label
+    for kind in ("old", "new"):
+        assert re.search(rf"^  overlap similar vs bought together, {kind}: [01]\.\d+$", out, re.M), kind
+    reasons = re.search(r", (\d+) users with >= 3 items\): distinct reasons per card old=([0-9.]+) new=([0-9.]+)",
+                        out)
+    assert reasons and int(reasons[1]) == 50, out[-2000:]
+    assert 0 < float(reasons[2]) <= 1 and 0 < float(reasons[3]) <= 1
 
 
 @pytest.mark.services

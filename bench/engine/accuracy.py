@@ -246,12 +246,16 @@ def run_dataset(name, args):
                       {"engine": "ease", "params": {"regularization": ease_lam()}},
                       {"engine": "itemknn", "params": {"k": ours_k(), "binarize": True}},
                       {"engine": "content", "params": {}}]
+        deep_engine = args.hybrid_deep
         if not args.no_deep_in_hybrid:
-            components.append({"engine": "two_tower", "params": deep_p})
+            # the sequence model with its engine defaults (what the app's default hybrid
+            # blends), or the two-tower model with the settings tuned above
+            components.append({"engine": deep_engine,
+                               "params": deep_p if deep_engine == "two_tower" else dict(args.seq_params)})
         hybrids = []
         for s in seeds:
-            comps = [c if c["engine"] != "two_tower" else
-                     {"engine": "two_tower", "params": deep_p | {"random_state": s}}
+            comps = [c if c["engine"] != deep_engine else
+                     {"engine": deep_engine, "params": c["params"] | {"random_state": s}}
                      for c in components]
             res, model = run_ours(lambda s=s, comps=comps: build_engine("hybrid", components=comps,
                                                        random_state=s), rows, test, k, rows=rows,
@@ -275,6 +279,10 @@ def main(argv=None):
                                  "temporal_ease", "content", "two_tower", "recency", "hybrid"],
                         help="run only these rows (peers = all four peers)")
     parser.add_argument("--no-deep-in-hybrid", action="store_true")
+    parser.add_argument("--hybrid-deep", choices=["sequence", "two_tower"], default="sequence",
+                        help="the deep component of the hybrid (default: sequence, as the app's default hybrid)")
+    parser.add_argument("--seq-params", type=json.loads, default={},
+                        help="JSON dict of SequenceModel parameters for the hybrid's sequence component")
     args = apply_smoke(parser.parse_args(argv))
     if args.deep_grid is None:
         args.deep_grid = DEEP_GRID[:1] if args.smoke else DEEP_GRID

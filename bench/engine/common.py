@@ -88,6 +88,7 @@ LOADERS = {"ml-latest-small": load_movielens, "online-retail": load_online_retai
 SMOKE_USERS, SMOKE_ITEMS = 300, 300
 SMOKE_DEEP = {"epochs": 2, "patience": 1, "embedding_dim": 16, "hidden_dim": 32, "content_dim": 16,
               "wide_neighbours": 20}
+SMOKE_SEQUENCE = {"epochs": 2, "patience": 1, "embedding_dim": 16, "max_length": 10, "wide_neighbours": 20}
 
 
 def subsample(users, items, ts, n_items, features, max_users, max_items):
@@ -217,8 +218,11 @@ def base_parser(description):
 
 
 def apply_smoke(args):
-    """With ``--smoke``: one seed and tiny TwoTower settings (``--deep-params`` still win)."""
+    """With ``--smoke``: one seed and tiny TwoTower / SequenceModel settings (``--deep-params`` and
+    ``--seq-params`` still win)."""
     if args.smoke:
         args.seeds = 1
         args.deep_params = SMOKE_DEEP | args.deep_params
+        if hasattr(args, "seq_params"):
+            args.seq_params = SMOKE_SEQUENCE | args.seq_params
     return args

@@ -17,6 +17,8 @@ Usage::
 
     .venv/bin/python bench/engine/deep_models.py refresh --engine two_tower --datasets online-retail
     .venv/bin/python bench/engine/deep_models.py accuracy --engines two_tower sequence --seeds 1
+    .venv/bin/python bench/engine/deep_models.py accuracy --smoke   # 300 users x 300 items, tiny models
+    .venv/bin/python bench/engine/deep_models.py refresh --smoke --engine sequence   # and a 50-user chunk
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ sys.path.insert(0, str(HERE))
 
 import numpy as np  # noqa: E402
 import scipy.sparse as sp  # noqa: E402
-from common import PeerEASE, base_parser, load_dataset, temporal_split  # noqa: E402
+from common import PeerEASE, apply_smoke, base_parser, load_dataset, temporal_split  # noqa: E402
 
 from recommender.engine import build_engine  # noqa: E402
 from recommender.engine.evaluation import ranking_metrics, split_matrix  # noqa: E402
@@ -87,6 +89,10 @@ print(json.dumps({"load_s": load, "recommend_batch_s": t_rec, "explain_s": t_exp
 """
 
 
+#: ``refresh --smoke``: users in the timed chunk.
+SMOKE_REFRESH_USERS = 50
+
+
 def refresh(args):
     for name in args.datasets:
         u, i, ts, n_items, features = load_dataset(name, args)
@@ -132,6 +138,8 @@ def accuracy(args):
         T_tr = T.multiply(fit_tr > 0).tocsr()
         T_tr.sort_indices()
         lam_grid = [100.0, 200.0, 300.0, 500.0]
+        if args.smoke:  # the first point of the grid
+            lam_grid = lam_grid[:1]
         val_ease = {lam: _ndcg_peer(lam, fit_tr, val, args.k) for lam in lam_grid}
         lam = max(val_ease, key=val_ease.get)
         peer = _ndcg_peer(lam, train, test, args.k)
@@ -169,12 +177,19 @@ def main(argv=None):
     parser.add_argument("--engine", default="two_tower", help="refresh: the engine to time")
     parser.add_argument("--engines", nargs="+", default=["two_tower", "sequence"],
                         help="accuracy: the engines to compare")
-    parser.add_argument("--users", type=int, default=2000, help="refresh: users in the chunk")
+    parser.add_argument("--users", type=int, help="refresh: users in the chunk (default 2000; 50 with --smoke)")
     parser.add_argument("--before", action="store_true",
                         help="refresh: also time the similarity/explanation code the TwoTower had before")
     parser.add_argument("--seq-params", type=json.loads, default={},
                         help="JSON dict of SequenceModel parameters")
     args = parser.parse_args(argv)
+    given_deep = dict(args.deep_params)
+    args = apply_smoke(args)
+    if args.users is None:
+        args.users = SMOKE_REFRESH_USERS if args.smoke else 2000
+    if args.smoke and args.mode == "refresh" and args.engine == "sequence":
+        # refresh builds its engine from --deep-params: the tiny SequenceModel, not the tiny TwoTower
+        args.deep_params = args.seq_params | given_deep
     (refresh if args.mode == "refresh" else accuracy)(args)
 
 
