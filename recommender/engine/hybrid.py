@@ -84,7 +84,9 @@ class Hybrid(RecommenderBase):
         model; ``None`` leaves it out. The blend weights decide how much it counts: a
         component that validation gives weight 0 is not refitted.
     weights : list of float or None, default None
-        Fixed blend weights; ``None`` tunes them on a validation split.
+        Fixed blend weights, one per component; ``None`` tunes them on a validation split.
+        A component given weight 0 is not fitted and is left out of the fitted blend
+        (``component_names_``, ``weights_`` and ``engines_`` hold the others).
     normalization : {"zscore", "minmax"}, default "zscore"
         Per-user normalisation of each component's scores before blending.
     validation_fraction : float, default 0.2
@@ -148,17 +150,23 @@ class Hybrid(RecommenderBase):
     def _fit(self, X, item_features=None, timestamps=None, validation=None, **kwargs):
         specs = self._specs(self.n_items_, item_features, timestamps,
                             n_users=int((np.diff(X.indptr) > 0).sum()))
-        self.component_names_ = [name for name, _ in specs]
-        tuned = [None] * len(specs)
         if self.weights is not None:
             if len(self.weights) != len(specs):
                 raise ValueError(f"weights must have one value per component ({len(specs)}); "
                                  f"got {self.weights!r}.")
-            self.weights_ = np.asarray(self.weights, dtype=np.float32)
+            weights = np.asarray(self.weights, dtype=np.float32)
+            if not weights.any():
+                raise ValueError(f"weights must have a non-zero value; got {self.weights!r}.")
+            # a component with weight 0 never scores: it is left out of the blend, unfitted
+            keep = np.flatnonzero(weights)
+            specs = [specs[i] for i in keep]
+            self.weights_ = weights[keep]
             self.validation_ndcg_ = None
+            tuned = [None] * len(specs)
         else:
             self.weights_, self.validation_ndcg_, tuned = self._tune(
                 specs, X, item_features, timestamps, validation, kwargs)
+        self.component_names_ = [name for name, _ in specs]
         full = X if validation is None else check_interactions(X + validation)
         fit_kwargs = dict(kwargs)
         if timestamps is not None and validation is None:

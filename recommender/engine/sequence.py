@@ -72,6 +72,9 @@ class SequenceModel(RecommenderBase):
         Ridge penalty of the wide part's closed-form weights.
     wide_max_items : int, default 50000
         Above this many warm items the wide part is off.
+    history_weight : float, default 0.0
+        Share of each training target spread over the user's whole history (earlier and
+        later items, as TemporalEASE's target) instead of the later items only, in [0, 1].
     random_state : int, default 0
     threads : int, default 2
         TensorFlow intra/inter-op threads.
@@ -84,7 +87,8 @@ class SequenceModel(RecommenderBase):
                  learning_rate: float = 1e-3, patience: int = 3,
                  validation_fraction: float = 0.1, wide_neighbours: int = 100,
                  wide_regularization: float = 200.0, wide_max_items: int = 50_000,
-                 random_state: int = 0, threads: int = 2, verbose: int = 0):
+                 history_weight: float = 0.0, random_state: int = 0, threads: int = 2,
+                 verbose: int = 0):
         self.embedding_dim = embedding_dim
         self.max_length = max_length
         self.dropout = dropout
@@ -97,6 +101,7 @@ class SequenceModel(RecommenderBase):
         self.wide_neighbours = wide_neighbours
         self.wide_regularization = wide_regularization
         self.wide_max_items = wide_max_items
+        self.history_weight = history_weight
         self.random_state = random_state
         self.threads = threads
         self.verbose = verbose
@@ -108,6 +113,7 @@ class SequenceModel(RecommenderBase):
         for name in ("patience", "wide_neighbours", "random_state", "verbose"):
             check_param(name, getattr(self, name), Integral, 0)
         check_param("dropout", self.dropout, Real, 0, 1, high_open=True)
+        check_param("history_weight", self.history_weight, Real, 0, 1)
         check_param("validation_fraction", self.validation_fraction, Real, 0, 1, high_open=True)
         check_param("l2", self.l2, Real, 0)
         check_param("learning_rate", self.learning_rate, Real, 0, low_open=True)
@@ -147,6 +153,7 @@ class SequenceModel(RecommenderBase):
         n_val = int(len(users) * self.validation_fraction)
         val_users, train_users = users[:n_val], users[n_val:]
         n_warm, L = len(warm), self.max_length
+        share = float(self.history_weight)
 
         def make(batch, cut_rng):
             """(item ids of the earlier part, latest last, 0-padded on the left), earlier
@@ -163,7 +170,9 @@ class SequenceModel(RecommenderBase):
                 seq[b, L - len(early):] = early + 1
                 hist[b, items[:m]] = w[:m]
                 later = items[m:] if m < n else items
-                target[b, later] = 1.0 / len(later)
+                target[b, later] = (1.0 - share) / len(later)
+                if share:
+                    target[b, items] += share / n
             return seq, l2_rows(hist), target
 
         keras, tf = _configure_tensorflow(self.random_state, self.threads, False)

@@ -282,7 +282,7 @@ def train(run_id, refresh=True, worker=""):
                 progress(0.47, "scoring the active version on the same held-out interactions")
                 metrics.update(compare_with_active(run.algorithm, model, data, train_x, test_x, k=10))
             progress(0.5, "training on all interactions")
-            model = build_engine(cls_path, **params)
+            model = build_engine(cls_path, **_final_params(model, params))
             model.fit(data.matrix, item_features=features, timestamps=data.timestamps,
                       reference_time=data.cutoff, progress_callback=epochs(0.4, 0.5), **extras)
             progress(0.92, "saving")
@@ -312,6 +312,25 @@ def train(run_id, refresh=True, worker=""):
         if accepted:
             activate(run, refresh=refresh)
     return TrainingRun.objects.get(pk=run.pk)
+
+
+def _final_params(model, params):
+    """The parameters of the all-data fit that follows the evaluation fit ``model``.
+
+    A :class:`~recommender.engine.hybrid.Hybrid` whose parameters leave ``weights`` open
+    tunes them in ``fit`` by fitting every component on a validation split. The all-data fit
+    takes the weights, and the default components when ``components`` is open too, that the
+    evaluation fit chose instead of tuning again: the blend that was measured and gated is
+    the one saved, and a component weighed 0 is not fitted. Other engines keep ``params``.
+    """
+    from recommender.engine.hybrid import Hybrid
+
+    if not isinstance(model, Hybrid) or model.weights is not None:
+        return params
+    chosen = {**params, "weights": [float(w) for w in model.weights_]}
+    if model.components is None:
+        chosen["components"] = list(model.component_names_)
+    return chosen
 
 
 def _pattern_like(T, X):

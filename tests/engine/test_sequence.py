@@ -88,6 +88,28 @@ def test_it_learns_what_comes_next():
     assert hits >= 10, hits
 
 
+def test_history_weight_moves_the_target_from_what_comes_next_to_the_whole_history():
+    """In the chain data a target spread over the whole history (``history_weight=1``) teaches
+    the model to score the items already shown, at the expense of the next two items."""
+    X, T = chains()
+    found = {}
+    for share in (0.0, 1.0):
+        model = SequenceModel(embedding_dim=32, max_length=5, epochs=60, batch_size=16, learning_rate=0.01,
+                              dropout=0.0, patience=60, validation_fraction=0.0, wide_neighbours=0,
+                              history_weight=share, random_state=0).fit(X, timestamps=T)
+        next_two = shown_in_top3 = 0
+        for start in range(12):
+            seen = [(start + s) % 12 for s in range(3)]
+            row = sp.csr_matrix((np.ones(3, np.float32), ([0] * 3, seen)), shape=(1, 12))
+            top = model.recommend(start, row, n=3, filter_seen=False)[0].tolist()
+            next_two += int(set(top[:2]) == {(start + 3) % 12, (start + 4) % 12})
+            shown_in_top3 += len(set(top) & set(seen))
+        found[share] = next_two, shown_in_top3
+    (next_0, shown_0), (next_1, shown_1) = found[0.0], found[1.0]
+    assert next_0 >= 10 and next_1 <= 4, found
+    assert shown_1 >= shown_0 + 8, found
+
+
 def test_a_saved_sequence_model_scores_without_tensorflow(tmp_path):
     X, T = make_interactions()
     model = SequenceModel(**TINY).fit(X, timestamps=T)
@@ -110,7 +132,8 @@ def test_a_saved_sequence_model_scores_without_tensorflow(tmp_path):
 
 
 @pytest.mark.parametrize("name, value", [("embedding_dim", 0), ("dropout", 1.0), ("wide_neighbours", -1),
-                                         ("patience", -1), ("wide_regularization", 0.0)])
+                                         ("patience", -1), ("wide_regularization", 0.0),
+                                         ("history_weight", -0.1), ("history_weight", 1.5)])
 def test_hyperparameters_are_validated(name, value):
     X, _ = make_interactions()
     with pytest.raises(ValueError, match=name):
