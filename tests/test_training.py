@@ -1,10 +1,12 @@
 """Training runs: statuses, gate, rollback, lock, stale runs, atomic artifacts, served lists."""
 
 import datetime as dt
+import io
 import time
 from pathlib import Path
 
 import pytest
+from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from recommender.models import Interaction, ServedList, TrainingRun
@@ -291,3 +293,31 @@ def test_a_failed_progress_write_inside_a_transaction_is_raised(settings_for, mo
     progress = services._Progress(run.pk)
     with pytest.raises(OperationalError), transaction.atomic():
         progress(0.3, "epoch 1/3")
+
+
+@pytest.mark.django_db
+def test_sync_command_writes_each_run_as_it_trains(settings_for, history, monkeypatch):
+    """``recommender_train --sync`` leaves no run queued while another trains: a queued row
+    older than QUEUED_RUN_SECONDS is re-sent to the workers by fail_stale_runs."""
+    queued_when_training = []
+    train = services.train
+
+    def watching(run_id, **kwargs):
+        queued_when_training.append(sorted(TrainingRun.objects.filter(status=Status.QUEUED)
+                                           .values_list("algorithm", flat=True)))
+        return train(run_id, **kwargs)
+
+    monkeypatch.setattr(services, "train", watching)
+    call_command("recommender_train", "--sync", "--no-progress", "--algorithm", "popular",
+                 "--algorithm", "itemknn", stdout=io.StringIO())
+    assert queued_when_training == [["popular"], ["itemknn"]]
+    assert set(TrainingRun.objects.values_list("algorithm", "status")) == {
+        ("popular", Status.SUCCEEDED), ("itemknn", Status.SUCCEEDED)}
+
+
+@pytest.mark.django_db
+def test_sync_command_checks_every_name_before_training(settings_for, history):
+    with pytest.raises(CommandError, match="nope"):
+        call_command("recommender_train", "--sync", "--no-progress", "--algorithm", "popular",
+                     "--algorithm", "nope", stdout=io.StringIO())
+    assert not TrainingRun.objects.exists()

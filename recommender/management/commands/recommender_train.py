@@ -24,7 +24,7 @@ class Command(BaseCommand):
     def handle(self, algorithms=None, sync=False, no_progress=False, **opts):
         try:
             runs = services.enqueue_training(algorithms, requested_by="recommender_train") if not sync \
-                else self._record(algorithms)
+                else self._specs(algorithms)
         except services.TrainingError as exc:
             raise CommandError(str(exc)) from None
         if not sync:
@@ -33,7 +33,10 @@ class Command(BaseCommand):
                                   f"{rec_settings.TRAINING_QUEUE}.")
             return
         failed = 0
-        for run in runs:
+        for name, params in runs:
+            # Each run row is written just before it trains: a row left queued while the ones
+            # before it train would look like a lost task to fail_stale_runs, which re-sends it.
+            run = TrainingRun.objects.create(algorithm=name, params=params, requested_by="recommender_train --sync")
             run = self._train(run, disable=no_progress or opts["verbosity"] == 0)
             if run.status == TrainingRun.Status.SUCCEEDED:
                 ndcg = run.metrics.get("ndcg")
@@ -50,11 +53,10 @@ class Command(BaseCommand):
         if failed:
             raise CommandError(f"{failed} of {len(runs)} trainings failed (see the admin for tracebacks).")
 
-    def _record(self, algorithms):
+    def _specs(self, algorithms):
+        """(name, params) of each algorithm to train; an unknown name fails before any trains."""
         names = list(dict.fromkeys(algorithms or rec_settings.TRAIN_ALGORITHMS))
-        specs = [(name, services.algorithm_spec(name)[1]) for name in names]
-        return [TrainingRun.objects.create(algorithm=name, params=params, requested_by="recommender_train --sync")
-                for name, params in specs]
+        return [(name, services.algorithm_spec(name)[1]) for name in names]
 
     def _train(self, run, disable):
         # disable=None: no bar when stderr is not a terminal (logs, CI)
