@@ -1,4 +1,4 @@
-"""The deep models side by side: the two-tower model and the sequence model (SASRec-style).
+"""The deep models side by side: the two-tower model and the sequence model (GRU4Rec-style).
 
 Two measurements:
 
