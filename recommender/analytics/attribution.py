@@ -40,6 +40,7 @@ from django.db.models.functions import Cast, Coalesce, Concat, TruncDate
 
 from recommender.conf import rec_settings
 from recommender.models import Interaction
+from recommender.tracking.csvformat import split_run
 
 #: Events counted as shows of a block.
 IMPRESSION = "impression"
@@ -57,20 +58,26 @@ class BlockKey(NamedTuple):
 def parse_context(context: str) -> BlockKey:
     """``"similar_items:itemknn@42"`` -> ``BlockKey("similar_items", "itemknn", 42)``.
 
-    A context without ``:`` is a block with no algorithm (``"category-page"``); a run that
-    is not a positive integer is left in the algorithm's name.
+    A context without ``:`` is a block with no algorithm (``"category-page"``). The run is
+    read by :func:`recommender.tracking.csvformat.split_run`, the rule ``track()`` and the
+    CSV import check impressions and clicks with; a run it refuses (a row stored without
+    that check) is left in the algorithm's name.
     """
     block, _sep, algorithm = (context or "").partition(":")
-    run = 0
-    name, at, suffix = algorithm.rpartition("@")
-    if at and suffix.isdigit() and name:
-        algorithm, run = name, int(suffix)
+    try:
+        algorithm, run = split_run(algorithm)
+    except ValueError:
+        run = 0
     return BlockKey(block, algorithm, run)
 
 
 def format_context(block: str, algorithm: str = "", run: int | None = None) -> str:
-    """The context an impression or a click of ``block`` records (``parse_context`` reads it)."""
-    text = f"{block}:{algorithm}" if algorithm else block
+    """The context an impression or a click of ``block`` records (``parse_context`` reads it).
+
+    ``recommender/block.html`` writes the same for each link: ``<block>:<algorithm>@<run>``,
+    without ``@<run>`` when the list has no run.
+    """
+    text = f"{block}:{algorithm}" if algorithm or run else block
     return f"{text}@{int(run)}" if run else text
 
 

@@ -6,7 +6,7 @@ from rest_framework import serializers
 
 from recommender.conf import rec_settings
 from recommender.models import Interaction, TrainingRun
-from recommender.tracking.csvformat import clean_value
+from recommender.tracking.csvformat import clean_context, clean_value
 
 
 class EventSerializer(serializers.Serializer):
@@ -41,6 +41,10 @@ class EventSerializer(serializers.Serializer):
             attrs["value"] = clean_value(attrs["event"], raw)
         except ValueError as exc:
             raise serializers.ValidationError({"value": [str(exc)[:1].upper() + str(exc)[1:] + "."]}) from None
+        try:
+            attrs["context"] = clean_context(attrs["event"], attrs.get("context", ""))
+        except ValueError as exc:  # an impression's or click's run: "<block>:<algorithm>@<run>"
+            raise serializers.ValidationError({"context": [str(exc)[:1].upper() + str(exc)[1:] + "."]}) from None
         return attrs
 
 

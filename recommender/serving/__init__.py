@@ -9,7 +9,6 @@ filters. See docs/serving.md.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
@@ -63,8 +62,10 @@ def _user_facts_key(user_pk):
 def read_lists(keys):
     """``{(kind, algorithm, subject): items or None}`` for many lists: one cache round trip.
 
-    Lists missing from the cache are read from the table in one query and cached;
-    a list that does not exist is cached as "none" for a few minutes.
+    The items are a :class:`~recommender.serving.published.ServedItems`, a list whose
+    ``run`` is the id of the training run that made it. Lists missing from the cache are
+    read from the table in one query and cached; a list that does not exist is cached as
+    "none" for a few minutes.
     """
     keys = [(kind, algorithm, int(subject)) for kind, algorithm, subject in keys]
     if not keys:
@@ -77,7 +78,7 @@ def read_lists(keys):
         if raw is None:
             missing.append(key)
         else:
-            lists[key] = json.loads(raw)
+            lists[key] = published.decode(raw)
     if missing:
         wanted = {}
         for kind, algorithm, subject in missing:
@@ -85,8 +86,9 @@ def read_lists(keys):
         condition = Q()
         for (kind, algorithm), subjects in wanted.items():
             condition |= Q(kind=kind, algorithm=algorithm, subject__in=subjects)
-        rows = ServedList.objects.filter(condition).values_list("kind", "algorithm", "subject", "items")
-        stored = {(kind, algorithm, subject): items for kind, algorithm, subject, items in rows}
+        rows = ServedList.objects.filter(condition).values_list("kind", "algorithm", "subject", "items", "run_id")
+        stored = {(kind, algorithm, subject): published.ServedItems(items, run)
+                  for kind, algorithm, subject, items, run in rows}
         present, absent = {}, {}
         for key in missing:
             items = stored.get(key)
@@ -94,7 +96,7 @@ def read_lists(keys):
             if items is None:
                 absent[published.cache_key(*key)] = _NO_LIST
             else:
-                present[published.cache_key(*key)] = published.encode(items)
+                present[published.cache_key(*key)] = published.encode(items, items.run)
         published.cache_set_many(present, rec_settings.CACHE_TIMEOUT)  # skipped if the cache is unreachable
         published.cache_set_many(absent, NEGATIVE_TIMEOUT)
     return lists
@@ -189,31 +191,36 @@ def recent_history(user=None, session_key=""):
 
 
 def _list_source(kind, algorithm, subject, why, only_category=None):
-    """One precomputed list; the reason names the list's own ``because`` (for_user) or its subject."""
+    """One precomputed list; the reason names the list's own ``because`` (for_user) or its subject.
+
+    Its items carry the list's training run."""
     def source(pipeline):
         items = _read_one(kind, algorithm, subject) or []
+        run = getattr(items, "run", None)
         if why == "for_user":
-            return [(pk, score, because, why, algorithm, only_category) for pk, score, because in items]
+            return [(pk, score, because, why, algorithm, only_category, run) for pk, score, because in items]
         reason = subject if why in ("similar", "bought_together") else None
-        return [(pk, score, reason, why, algorithm, only_category) for pk, score, _because in items]
+        return [(pk, score, reason, why, algorithm, only_category, run) for pk, score, _because in items]
     return source
 
 
 def _union_source(kind, algorithm, subjects, why, decay=1.0):
     """Several items' lists merged: scores add up (weighted by the subject's rank), the
-    subject that contributed most is the reason."""
+    subject that contributed most is the reason, and its list's run is the item's run."""
     def source(pipeline):
         lists = read_lists([(kind, algorithm, pk) for pk in subjects])
         totals, best = {}, {}
         for rank, subject in enumerate(subjects):
             weight = decay ** rank
-            for pk, score, _because in lists.get((kind, algorithm, int(subject))) or []:
+            items = lists.get((kind, algorithm, int(subject))) or []
+            run = getattr(items, "run", None)
+            for pk, score, _because in items:
                 contribution = float(score) * weight
                 totals[pk] = totals.get(pk, 0.0) + contribution
                 if pk not in best or contribution > best[pk][0]:
-                    best[pk] = (contribution, subject)
+                    best[pk] = (contribution, subject, run)
         ranked = sorted(totals.items(), key=lambda pair: -pair[1])
-        return [(pk, score, best[pk][1], why, algorithm, None) for pk, score in ranked]
+        return [(pk, score, best[pk][1], why, algorithm, None, best[pk][2]) for pk, score in ranked]
     return source
 
 

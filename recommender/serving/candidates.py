@@ -41,7 +41,9 @@ def category_subject(category):
 
 @dataclass(frozen=True, slots=True)
 class Recommendation:
-    """One recommended item, its score in its list, why it is shown and which algorithm chose it."""
+    """One recommended item, its score in its list, why it is shown, which algorithm chose it
+    and the id of the training run that published its list (``run``, None for a list
+    published without a run)."""
 
     item: object
     score: float
@@ -49,6 +51,7 @@ class Recommendation:
     algorithm: str
     because: object = None
     kind: str = ""  # "for_user", "history", "similar", "bought_together", "trending", "popular"
+    run: int | None = None
 
     @property
     def title(self):
@@ -112,7 +115,7 @@ class Recommendations(list):
 class Pipeline:
     """Walks candidate sources in order and keeps the first ``n`` items that pass the rules.
 
-    A source is a callable ``source(pipeline) -> [(pk, score, because_pk, why, algorithm, only_category)]``;
+    A source is a callable ``source(pipeline) -> [(pk, score, because_pk, why, algorithm, only_category, run)]``;
     sources after the first are read only when the ones before fall short. Candidates
     are fetched in one query per pass (usually one in all).
     """
@@ -160,7 +163,7 @@ class Pipeline:
             if not pool:
                 continue
             objects = self._fetch(pool)
-            for pk, score, because_pk, why, algorithm, only_category in pool:
+            for pk, score, because_pk, why, algorithm, only_category, run in pool:
                 obj = objects.get(pk)
                 if pk in self.excluded:
                     results.skipped.add(pk)
@@ -172,7 +175,7 @@ class Pipeline:
                     because_pk = self.to_pk(because_pk)
                     because = self.known.get(because_pk) or objects.get(because_pk)
                 results.append(Recommendation(obj, score, self._reason(why, obj, because), algorithm,
-                                              because, why))
+                                              because, why, run))
                 chosen.add(pk)
                 if len(results) >= self.n:
                     break

@@ -2,8 +2,11 @@
 
 The refresh task publishes lists here; ``recommender.serving`` reads them on the
 request path. A list is ``[[item_pk, score, because_item_pk_or_None], ...]``, best
-first. The cache holds the same list as pre-encoded JSON bytes under
-:func:`cache_key`, so a request can serve it without touching the database.
+first, made by a training run (``ServedList.run``). The cache holds the same list and its
+run's id as pre-encoded JSON bytes under :func:`cache_key` (:func:`encode`), so a request
+can serve it, and name the run that made it, without touching the database. A new run's
+lists are new bytes even when their items are the same, so what is stored against a list's
+bytes (rendered blocks, API responses) is remade when a new run publishes.
 
 It is also the request path's only door to the cache, and keeps the site up when the
 cache is unreachable (connection refused or timed out, :data:`CACHE_ERRORS`): reads
@@ -155,12 +158,45 @@ def cache_set_many(values, timeout):
         write("set_many", lambda: get_cache().set_many(values, timeout=timeout))
 
 
+#: Layout of a cached list (:func:`encode`), part of its key: a deploy that changes the
+#: layout writes and reads new keys, so no process reads a layout it does not know.
+LIST_LAYOUT = "v2"
+
+
 def cache_key(kind, algorithm, subject):
-    return f"recommender:list:{kind}:{algorithm}:{subject}"
+    return f"recommender:list:{kind}:{algorithm}:{subject}:{LIST_LAYOUT}"
 
 
-def encode(items):
-    return json.dumps(items, separators=(",", ":")).encode()
+class ServedItems(list):
+    """A published list's items, ``[[item_pk, score, because], ...]``, and ``run``: the id of
+    the training run that made it (None for a list published without a run)."""
+
+    __slots__ = ("run",)
+
+    def __init__(self, items=(), run=None):
+        super().__init__(items)
+        self.run = run
+
+
+def run_id(run):
+    """The id of ``run`` (a ``TrainingRun``, its id, or None)."""
+    run = getattr(run, "pk", run)
+    return None if run is None else int(run)
+
+
+def encode(items, run=None):
+    """The cached bytes of a list made by ``run``: ``{"items":[...],"run":id or null}``."""
+    return json.dumps({"items": list(items), "run": run_id(run)}, separators=(",", ":")).encode()
+
+
+def decode(raw):
+    """:class:`ServedItems` from cached bytes (None for the "no such list" marker)."""
+    value = json.loads(raw)
+    if value is None:
+        return None
+    if isinstance(value, dict):
+        return ServedItems(value.get("items") or [], value.get("run"))
+    return ServedItems(value)  # a bare list: items only
 
 
 def get_cache():
@@ -335,7 +371,8 @@ def forget_near(raw_keys):
 
 
 def publish(kind, algorithm, lists, run=None, batch_size=1000):
-    """Store ``{subject: items}`` lists of one kind and algorithm, replacing older ones.
+    """Store ``{subject: items}`` lists of one kind and algorithm, made by ``run`` (a
+    ``TrainingRun`` or its id), replacing older ones.
 
     Idempotent: publishing the same lists twice leaves one row per subject.
     """
@@ -344,13 +381,13 @@ def publish(kind, algorithm, lists, run=None, batch_size=1000):
     for start in range(0, len(subjects), batch_size):
         chunk = subjects[start:start + batch_size]
         rows = [ServedList(kind=kind, algorithm=algorithm, subject=int(subject),
-                           items=lists[subject], run=run) for subject in chunk]
+                           items=lists[subject], run_id=run_id(run)) for subject in chunk]
         with transaction.atomic():
             ServedList.objects.bulk_create(
                 rows, update_conflicts=True, unique_fields=["kind", "algorithm", "subject"],
                 update_fields=["items", "run", "updated"],
             )
-        cache.set_many({cache_key(kind, algorithm, s): encode(lists[s]) for s in chunk},
+        cache.set_many({cache_key(kind, algorithm, s): encode(lists[s], run) for s in chunk},
                        timeout=rec_settings.CACHE_TIMEOUT)
 
 
@@ -362,7 +399,8 @@ def forget(kind, algorithm, subjects):
 
 
 def read(kind, algorithm, subject):
-    """One list: from the cache, else from the table (then cached). ``None`` if there is none.
+    """One list (:class:`ServedItems`, with its run): from the cache, else from the table
+    (then cached). ``None`` if there is none.
 
     With the cache unreachable it reads the table.
     """
@@ -370,9 +408,9 @@ def read(kind, algorithm, subject):
     raw = _guarded("get", lambda: get_cache().get(key), None)
     if raw is None:
         row = ServedList.objects.filter(kind=kind, algorithm=algorithm, subject=int(subject)).values_list(
-            "items", flat=True).first()
+            "items", "run_id").first()
         if row is None:
             return None
-        raw = encode(row)
+        raw = encode(*row)
         cache_set(key, raw, rec_settings.CACHE_TIMEOUT)
-    return json.loads(raw)
+    return decode(raw)

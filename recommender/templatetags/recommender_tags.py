@@ -171,14 +171,18 @@ def _block(context, block, title, lists, compute, *, personal, n, category, excl
         title = fallback_title or title
         _answered(request).add(("trending", category_subject(category)))
     algorithms = Counter(rec.algorithm for rec in recommendations)
+    algorithm = algorithms.most_common(1)[0][0] if algorithms else ""
+    runs = Counter(rec.run for rec in recommendations if rec.algorithm == algorithm and rec.run)
     values = {
         "block": block,
         "block_name": block,  # inside a {% block %} of the template, "block" is that template block
         "block_id": f"rec-{block.replace('_', '-')}-{count}",
         "title": title,
         "recommendations": recommendations,
-        # the block's main algorithm; each link carries its own
-        "algorithm": algorithms.most_common(1)[0][0] if algorithms else "",
+        # the block's main algorithm and the training run of its lists; each link carries its own
+        # (the context "<block>:<algorithm>@<run>" of recommender.analytics.attribution)
+        "algorithm": algorithm,
+        "run": runs.most_common(1)[0][0] if runs else None,
         "impression": ",".join(str(rec.item.pk) for rec in recommendations),
         "currency": currency,
         "request": request,

@@ -11,6 +11,8 @@ imports neither Django nor numpy, so the engine can use it.
   offset, so its files have no naive timestamps. A time that is not between the years 1
   and 9999 once converted to UTC cannot be stored and is refused.
 - Values: :func:`clean_value` is the rule for every way an event comes in.
+- Contexts: :func:`clean_context` checks the training run a context names
+  (``<block>:<algorithm>@<run>``); :func:`split_run` reads it.
 - Event weights: :data:`BUILTIN_EVENTS` (``RECOMMENDER["EVENT_WEIGHTS"]`` adds to it) and
   :func:`event_weight`, the weight one event gives the training matrix.
 """
@@ -85,6 +87,44 @@ def clean_value(event, value):
     elif event in BUILTIN_EVENTS and number < 0:
         raise ValueError(f"the value {value!r} of a {event} is negative")
     return number
+
+
+#: Largest training run id a context can name (``DailyBlockStats.run`` is a 64-bit column).
+MAX_RUN = 2**63 - 1
+
+
+def split_run(algorithm):
+    """``(name, run)`` of the algorithm part of a context: ``"itemknn@42"`` -> ``("itemknn", 42)``.
+
+    ``run`` is 0 when the text names none. After the last ``@``, text that starts with a
+    letter is part of the name (``"odd@name"`` -> ``("odd@name", 0)``); anything else (a
+    digit, a sign, a space, nothing) is a run and must be an integer from 0 to
+    :data:`MAX_RUN` in ASCII digits, else ValueError.
+    """
+    name, at, suffix = algorithm.rpartition("@")
+    if not at or suffix[:1].isalpha():
+        return algorithm, 0
+    if not (suffix.isascii() and suffix.isdigit()) or int(suffix) > MAX_RUN:
+        raise ValueError(f"the training run {suffix!r} after '@' is not an integer from 0 to {MAX_RUN}")
+    return name, int(suffix)
+
+
+#: Events whose context names a block, its algorithm and its training run (the others' is free text).
+RUN_EVENTS = frozenset({"impression", "click"})
+
+
+def clean_context(event, context):
+    """The context of an event as text (None is ``""``), or ValueError when it is an impression's
+    or a click's and the training run it names (``<block>:<algorithm>@<run>``, see
+    :func:`split_run`) is not an integer from 0 to :data:`MAX_RUN`. A context without ``:``
+    (a page's name) names no run; other events' contexts are not read."""
+    if context is None:
+        return ""
+    context = str(context)
+    _block, colon, algorithm = context.partition(":")
+    if colon and event in RUN_EVENTS:
+        split_run(algorithm)
+    return context
 
 
 def event_weight(event, value, weights):

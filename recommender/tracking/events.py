@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from recommender.conf import rec_settings
 from recommender.models import Interaction
-from recommender.tracking.csvformat import MAX_TEXT_LENGTH, clean_value
+from recommender.tracking.csvformat import MAX_TEXT_LENGTH, clean_context, clean_value
 
 if TYPE_CHECKING:
     from django.contrib.auth.base_user import AbstractBaseUser
@@ -67,7 +67,10 @@ def track(who: HttpRequest | AbstractBaseUser | str, item: Model | Any, event: s
         Rating, quantity or amount; refused (``TrackingError``) when
         :func:`recommender.tracking.csvformat.clean_value` refuses it.
     context : str, optional
-        The page or recommendation block that led to the event.
+        The page or recommendation block that led to the event
+        (``"<block>:<algorithm>@<run>"``); an impression's or a click's run that is not
+        an integer from 0 to :data:`~recommender.tracking.csvformat.MAX_RUN` is refused
+        (``TrackingError``).
 
     Returns ``None`` (and records nothing) for an anonymous request when
     anonymous tracking is off.
@@ -75,6 +78,7 @@ def track(who: HttpRequest | AbstractBaseUser | str, item: Model | Any, event: s
     check_event(event)
     try:
         value = clean_value(event, value)
+        context = clean_context(event, context)
     except ValueError as exc:
         raise TrackingError(f"track(): {exc}.") from None
     if isinstance(who, HttpRequest):
@@ -96,7 +100,7 @@ def track(who: HttpRequest | AbstractBaseUser | str, item: Model | Any, event: s
         item_id=item_id,
         event=event,
         value=value,
-        context=(context or "")[:MAX_TEXT_LENGTH],
+        context=context[:MAX_TEXT_LENGTH],
         timestamp=timestamp or timezone.now(),
     )
 

@@ -289,6 +289,7 @@ def _clean_row(line, user_id, item_id, event, value, ts, rest, events, tz):
         if len(text) > csvformat.MAX_TEXT_LENGTH:
             raise ValueError(f"the {name} is longer than {csvformat.MAX_TEXT_LENGTH} characters")
     value = csvformat.clean_value(event, value)
+    csvformat.clean_context(event, context)
     if isinstance(ts, dt.datetime):
         ts = csvformat.check_timestamp(ts, tz)
     else:

@@ -22,7 +22,7 @@ from recommender.training import refresh, services
 
 pytestmark = pytest.mark.django_db
 
-CARD = re.compile(r'data-rec-click="(\d+)" data-rec-context="(\w+):(\w+)"')
+CARD = re.compile(r'data-rec-click="(\d+)" data-rec-context="(\w+):(\w+)(?:@\d+)?"')
 BLOCK = re.compile(r'<section class="rec-block rec-block-(\w+)".*?</section>', re.S)
 
 

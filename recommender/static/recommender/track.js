@@ -1,9 +1,11 @@
 /* recommender: records product views and clicks on recommendation links.
  *   <div data-rec-view="ITEM_PK" data-rec-context="product">   -> a "view" on page load
  *   <a data-rec-click="ITEM_PK" data-rec-context="home:trending"> -> a "click" when followed
- *   <section data-rec-impression="PK,PK,..." data-rec-context="trending:trending">
+ *   <section data-rec-impression="PK,PK,..." data-rec-context="trending:trending@RUN">
  *       -> one "impression" per item shown by a recommendation block, posted apart
  *          from the views so that a site without the event type loses only impressions
+ * A block's links name the algorithm and training run that chose their item
+ * ("similar_items:itemknn@42"); an impression and a click post that context as it is.
  * Loaded by {% recommender_script %}, which passes the endpoint and CSRF token. */
 (function () {
   "use strict";
