@@ -147,14 +147,18 @@ def _process_state():
     """Each test starts with this process's per-process state empty: the copy of the running
     experiments, the record of exposures (database ids are reused after a test's rollback)
     and the cache-outage state of the serving (a test that simulates an outage must not
-    leave the next test skipping cache writes)."""
+    leave the next test skipping cache writes), and the refresh's loaded artifacts (keyed by
+    run id: a later test's run with a reused id must not get an earlier test's model)."""
     from recommender.analytics import experiments
     from recommender.serving import published
+    from recommender.training import refresh
 
     def reset():
         experiments._running.clear()
         experiments._recorded.clear()
         published._outage.__init__()
+        refresh._loaded.clear()
+        refresh._unavailable.clear()
 
     reset()
     yield
