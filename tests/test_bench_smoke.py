@@ -139,6 +139,18 @@ def test_deep_models_accuracy(tmp_path):
     assert "hidden_dim" in rows["two_tower"]["params"] and "max_length" in rows["sequence"]["params"]
 
 
+def test_sasrec_probe(tmp_path):
+    out = run_smoke("engine/sasrec_probe.py", tmp_path, "--datasets", "online-retail",
+                    "--params", '[{}, {"causal": false}]', "--json", str(tmp_path / "probe.json"))
+    assert "== online-retail: peer EASE lambda=100.0 " in out
+    rows = json.loads((tmp_path / "probe.json").read_text())
+    assert [row["params"]["causal"] if "causal" in row["params"] else True for row in rows] == [True, False]
+    for row in rows:
+        assert row["engine"] == "sasrec_probe" and row["params"]["num_blocks"] == 1  # the smoke model
+        assert 0 < row["test_ndcg_mean"] <= 1 and 0 < row["validation_ndcg"] <= 1
+        assert row["epochs"] == [1]
+
+
 def test_deep_models_refresh(tmp_path):
     out = run_smoke("engine/deep_models.py", tmp_path, "refresh", "--engine", "sequence",
                     "--datasets", "online-retail")

@@ -129,21 +129,28 @@ def _ndcg(model, train, test, k, rows=None, **fit_kwargs):
     return metrics["ndcg"], fit_s, getattr(model, "epochs_trained_", None)
 
 
+def splits_and_peer(name, args):
+    """The protocol's data for one dataset: ``(features, train, test, T, fit_tr, val, T_tr,
+    peer, peer_validation)``, the peer being numpy EASE with lambda chosen on validation."""
+    u, i, ts, n_items, features = load_dataset(name, args)
+    train, test, T = temporal_split(u, i, ts, n_items)
+    fit_tr, val = split_matrix(train, 0.2, timestamps=T)
+    T_tr = T.multiply(fit_tr > 0).tocsr()
+    T_tr.sort_indices()
+    lam_grid = [100.0, 200.0, 300.0, 500.0]
+    if args.smoke:  # the first point of the grid
+        lam_grid = lam_grid[:1]
+    val_ease = {lam: _ndcg_peer(lam, fit_tr, val, args.k) for lam in lam_grid}
+    lam = max(val_ease, key=val_ease.get)
+    peer = _ndcg_peer(lam, train, test, args.k)
+    print(f"== {name}: peer EASE lambda={lam} validation {val_ease[lam]:.4f} test {peer:.4f}", flush=True)
+    return features, train, test, T, fit_tr, val, T_tr, peer, val_ease[lam]
+
+
 def accuracy(args):
     results = []
     for name in args.datasets:
-        u, i, ts, n_items, features = load_dataset(name, args)
-        train, test, T = temporal_split(u, i, ts, n_items)
-        fit_tr, val = split_matrix(train, 0.2, timestamps=T)
-        T_tr = T.multiply(fit_tr > 0).tocsr()
-        T_tr.sort_indices()
-        lam_grid = [100.0, 200.0, 300.0, 500.0]
-        if args.smoke:  # the first point of the grid
-            lam_grid = lam_grid[:1]
-        val_ease = {lam: _ndcg_peer(lam, fit_tr, val, args.k) for lam in lam_grid}
-        lam = max(val_ease, key=val_ease.get)
-        peer = _ndcg_peer(lam, train, test, args.k)
-        print(f"== {name}: peer EASE lambda={lam} validation {val_ease[lam]:.4f} test {peer:.4f}", flush=True)
+        features, train, test, T, fit_tr, val, T_tr, peer, peer_val = splits_and_peer(name, args)
         for engine in args.engines:
             params = dict(args.deep_params) if engine == "two_tower" else dict(args.seq_params)
             v, v_fit, v_ep = _ndcg(build_engine(engine, **params), fit_tr, val, args.k,
@@ -156,7 +163,7 @@ def accuracy(args):
                    "test_ndcg_std": round(float(nd.std()), 4), "vs_peer": round(float(nd.mean() / peer), 3),
                    "fit_s": round(float(np.mean([t[1] for t in tests])), 1),
                    "epochs": [t[2] for t in tests], "peer_ease_test": round(peer, 4),
-                   "peer_ease_validation": round(val_ease[lam], 4)}
+                   "peer_ease_validation": round(peer_val, 4)}
             results.append(row)
             print(json.dumps(row), flush=True)
     if args.json:

@@ -147,6 +147,20 @@ def _item_tower_class(keras):
     return ItemTower
 
 
+def apply_wide(keras, inputs, n_warm, wide, l2=0.0, trainable=False):
+    """The output of a layer named ``wide`` over ``inputs``, its weights set to the sparse
+    item-item matrix of ``wide = (matrix, gain)`` (from ``wide_start``)."""
+    W, gain = wide
+    layer = _wide_layer_class(keras)(n_warm, int(W.nnz), l2, float(gain), trainable, name="wide")
+    out = layer(inputs)
+    W = W.tocsr()
+    W.sort_indices()
+    layer.indptr.assign(W.indptr.astype(np.int64))
+    layer.cols.assign(W.indices.astype(np.int64))
+    layer.values.assign(W.data.astype(np.float32))
+    return out
+
+
 @functools.cache
 def _wide_layer_class(keras):
     """Define (once) and register the Keras "wide" layer; needs TensorFlow."""
@@ -226,15 +240,7 @@ def _build_keras_model(keras, n_warm: int, content: np.ndarray | None, params: d
     outputs = tower(h)
     full = outputs if content is None else outputs[0]
     if wide is not None:  # the wide part reads the same corrupted history
-        W, gain = wide
-        layer = _wide_layer_class(keras)(n_warm, int(W.nnz), params["wide_l2"], float(gain),
-                                         params["wide_trainable"], name="wide")
-        wide_out = layer(dropped)
-        W = W.tocsr()
-        W.sort_indices()
-        layer.indptr.assign(W.indptr.astype(np.int64))
-        layer.cols.assign(W.indices.astype(np.int64))
-        layer.values.assign(W.data.astype(np.float32))
+        wide_out = apply_wide(keras, dropped, n_warm, wide, params["wide_l2"], params["wide_trainable"])
         full = layers.Add(name="wide_and_deep")([full, wide_out])
     result = {"full": layers.Identity(name="full")(full)}
     if content is not None:

@@ -34,7 +34,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from recommender.engine._deep_batches import l2_rows, time_positions, wide_start
-from recommender.engine._keras import _configure_tensorflow, _wide_layer_class
+from recommender.engine._keras import _configure_tensorflow, apply_wide
 from recommender.engine.base import RecommenderBase, check_param
 from recommender.engine.deep import similarity_row
 
@@ -241,20 +241,20 @@ class SequenceModel(RecommenderBase):
         state = layers.GRU(self.embedding_dim, name="gru")(emb)
         state = layers.Dropout(self.dropout, name="state_dropout")(state)
         logits = layers.Dense(n_warm, kernel_regularizer=reg, name="output")(state)
-        if wide is not None:
-            W, gain = wide
-            layer = _wide_layer_class(keras)(n_warm, int(W.nnz), 0.0, float(gain), False, name="wide")
-            wide_out = layer(hist_in)
-            W = W.tocsr()
-            W.sort_indices()
-            layer.indptr.assign(W.indptr.astype(np.int64))
-            layer.cols.assign(W.indices.astype(np.int64))
-            layer.values.assign(W.data.astype(np.float32))
-            logits = layers.Add(name="sequence_and_wide")([logits, wide_out])
-        else:  # keep the input used, so both inputs are always fed
-            logits = layers.Add(name="sequence_and_wide")(
-                [logits, layers.Lambda(lambda h: h * 0.0, name="no_wide")(hist_in)])
+        logits = self._add_wide(keras, logits, hist_in, n_warm, wide)
         return keras.Model({"sequence": seq_in, "history": hist_in}, logits, name="sequence_model")
+
+    @staticmethod
+    def _add_wide(keras, logits, hist_in, n_warm, wide):
+        """``logits`` plus the sparse item-item part ``wide`` (matrix, gain) applied to the
+        history input; with ``wide=None`` the input is kept in the graph, multiplied by 0,
+        so both inputs are always fed."""
+        layers = keras.layers
+        if wide is None:
+            return layers.Add(name="sequence_and_wide")(
+                [logits, layers.Lambda(lambda h: h * 0.0, name="no_wide")(hist_in)])
+        wide_out = apply_wide(keras, hist_in, n_warm, wide)
+        return layers.Add(name="sequence_and_wide")([logits, wide_out])
 
     def _export(self, model, warm):
         """Copy the trained layers into numpy arrays for TensorFlow-free serving."""
@@ -322,7 +322,12 @@ class SequenceModel(RecommenderBase):
         warm_scores += self.output_bias_
         if self.wide_weights_ is not None:
             warm_scores += (sp.csr_matrix(l2_rows(R.toarray())) @ self.wide_weights_).toarray()
-        scores = np.empty((R.shape[0], self.n_items_), np.float32)
+        return self._all_items(warm_scores)
+
+    def _all_items(self, warm_scores: np.ndarray) -> np.ndarray:
+        """Scores over all items from scores over the warm items: items unseen in training
+        rank below every warm item of the row."""
+        scores = np.empty((warm_scores.shape[0], self.n_items_), np.float32)
         scores[:] = (warm_scores.min(axis=1, keepdims=True) - 1.0) if warm_scores.size else 0.0
         scores[:, self.warm_items_] = warm_scores
         return scores
