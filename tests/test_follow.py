@@ -320,3 +320,20 @@ def test_the_api_follows_a_logged_in_user_within_seconds_with_a_worker(celery_wo
               f"{', '.join(f'{t * 1000:.1f}' for t in task_times)} ms; follow.run() here, warm: median "
               f"{statistics.median(warm) * 1000:.1f} ms")
     assert statistics.median(delays) < 2.0, delays
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_import_stores_its_rows_and_sends_no_follow_task(configure, alice, groups, sent, tmp_path):
+    """Historic orders reach the lists at the next training; a big import queues no task per user."""
+    from django.core.management import call_command
+
+    configure()
+    path = tmp_path / "orders.csv"
+    path.write_text("user_id,item_id,event,value,timestamp\n"
+                    f"{alice.pk},{groups[0][0].pk},purchase,1,2024-01-02T10:00:00\n"
+                    f"{alice.pk},{groups[1][0].pk},view,1,2024-01-02T10:01:00\n")
+    call_command("recommender_import", str(path), "--no-progress", "--item-field", "pk")
+    assert Interaction.objects.filter(user=alice).count() == 2
+    assert sent == []
+    recommender.track(alice, groups[0][1], "view")  # while the track() path, same settings, does send
+    assert sent == [alice.pk]
