@@ -94,6 +94,41 @@ def _item_title(item):
     return str(getattr(item, field, "") if field else item)
 
 
+def _title_key(item):
+    """The item's title, case and spacing folded (None without a title field): two products
+    with the same key read as the same product on a card."""
+    field = rec_settings.item_field("title")
+    if not field:
+        return None
+    return " ".join(str(getattr(item, field, "") or "").casefold().split()) or None
+
+
+#: Kinds of candidates whose reason names one of the visitor's own history items.
+PERSONAL_REASONS = ("for_user", "history")
+
+
+def vary_reasons(candidates, n):
+    """``candidates`` reordered so that one history item is the reason of at most half of
+    ``n`` (rounded up) of them, while candidates with other reasons remain.
+
+    A personal list re-scored right after a view can owe its top items to that one view;
+    the block then shows those items beside the ones the rest of the history brought.
+    Candidates over the cap keep their order after the others; candidates of other kinds,
+    or without a reason, are not capped.
+    """
+    cap = max(1, -(-n // 2))
+    kept, later, named = [], [], {}
+    for candidate in candidates:
+        because, why = candidate[2], candidate[3]
+        if because is not None and why in PERSONAL_REASONS:
+            if named.get(because, 0) >= cap:
+                later.append(candidate)
+                continue
+            named[because] = named.get(because, 0) + 1
+        kept.append(candidate)
+    return kept + later if later else kept
+
+
 # Candidates, filters and reasons -----------------------------------------------------
 
 
@@ -114,6 +149,10 @@ class Recommendations(list):
 
 class Pipeline:
     """Walks candidate sources in order and keeps the first ``n`` items that pass the rules.
+
+    The rules: not excluded, available, in the category asked for, not a second item
+    with the same title (``_title_key``); personal candidates are first reordered so that
+    no history item is the reason of more than half of the items (``vary_reasons``).
 
     A source is a callable ``source(pipeline) -> [(pk, score, because_pk, why, algorithm, only_category, run)]``;
     sources after the first are read only when the ones before fall short. Candidates
@@ -137,7 +176,7 @@ class Pipeline:
         return self.model._meta.get_field(name) if name else None
 
     def run(self, sources):
-        results, chosen = Recommendations(), set()
+        results, chosen, titles = Recommendations(), set(), set()
         pending = list(sources)
         queue = []  # candidates read from sources, not yet fetched
         while len(results) < self.n and (queue or pending):
@@ -147,7 +186,7 @@ class Pipeline:
             missing = self.n - len(results)
             window = missing + max(4, missing // 2)
             while pending and len(queue) < missing:
-                queue.extend(pending.pop(0)(self))
+                queue.extend(vary_reasons(pending.pop(0)(self), self.n))
                 results.sources_read += 1
             pool, pooled = [], set()
             while queue and len(pool) < window:
@@ -170,6 +209,10 @@ class Pipeline:
                     continue
                 if obj is None or not self._eligible(obj, only_category):
                     continue
+                title = _title_key(obj)
+                if title is not None and title in titles:  # the same product in another colour or size
+                    continue
+                titles.add(title)
                 because = None
                 if because_pk is not None:
                     because_pk = self.to_pk(because_pk)

@@ -54,6 +54,47 @@ def test_user_list_in_order_with_reasons(shelf, alice, publish):
     assert recs[0].url == f"/product/{shelf[4].pk}/"
 
 
+def test_one_history_item_is_the_reason_of_at_most_half_the_block(shelf, alice, publish):
+    """A list re-scored after one view can owe its top items to that view; the block mixes
+    in the items the rest of the history brought, in their order."""
+    recommender.track(alice, shelf[0], "view")
+    recommender.track(alice, shelf[1], "purchase")
+    publish("for_user", "hybrid", {alice: [(shelf[4], 0.9, shelf[0]), (shelf[5], 0.8, shelf[0]),
+                                           (shelf[6], 0.7, shelf[0]), (shelf[7], 0.6, shelf[0]),
+                                           (shelf[8], 0.5, shelf[1]), (shelf[9], 0.4, shelf[1])]})
+    recs = serving.recommend_for(alice, n=4)
+    assert pks(recs) == [shelf[4].pk, shelf[5].pk, shelf[8].pk, shelf[9].pk]
+    assert [r.because for r in recs] == [shelf[0], shelf[0], shelf[1], shelf[1]]
+    # a longer block: the capped items follow the others, in their order
+    assert pks(serving.recommend_for(alice, n=6)) == [shelf[4].pk, shelf[5].pk, shelf[6].pk,
+                                                      shelf[8].pk, shelf[9].pk, shelf[7].pk]
+    # with one reason only, or none, the order is the list's
+    publish("for_user", "hybrid", {alice: [(shelf[4], 0.9, shelf[0]), (shelf[5], 0.8, shelf[0]),
+                                           (shelf[6], 0.7, None), (shelf[7], 0.6, None)]})
+    assert pks(serving.recommend_for(alice, n=3)) == [shelf[4].pk, shelf[5].pk, shelf[6].pk]
+    publish("for_user", "hybrid", {alice: [(shelf[4], 0.9, shelf[0]), (shelf[5], 0.8, shelf[0]),
+                                           (shelf[6], 0.7, shelf[0])]})
+    assert pks(serving.recommend_for(alice, n=2)) == [shelf[4].pk, shelf[5].pk]
+    assert pks(serving.recommend_for(alice, n=3)) == [shelf[4].pk, shelf[5].pk, shelf[6].pk]
+
+
+def test_reasons_are_not_capped_in_item_blocks():
+    similar = [(pk, 1.0 - pk / 10, 1, "similar", "similar", None, None) for pk in range(5)]
+    assert candidates.vary_reasons(similar, 2) == similar
+
+
+def test_a_block_shows_one_of_the_products_sharing_a_title(shelf, alice, publish):
+    """Two products with one title (another colour or size) would read as one card twice."""
+    shelf[5].title = " mug  4"  # the title of shelf[4], spaced and cased differently
+    shelf[5].save()
+    publish("for_user", "hybrid", {alice: ranked(shelf[4:8])})
+    assert pks(serving.recommend_for(alice, n=3)) == [shelf[4].pk, shelf[6].pk, shelf[7].pk]
+    publish("similar", "itemknn", {shelf[0]: ranked(shelf[4:8])})
+    assert pks(serving.similar_items(shelf[0], n=3, algorithm="itemknn")) == [shelf[4].pk, shelf[6].pk, shelf[7].pk]
+    # excluded where the first one is excluded: the other is shown
+    assert pks(serving.recommend_for(alice, n=2, exclude=[shelf[4]])) == [shelf[5].pk, shelf[6].pk]
+
+
 def test_other_algorithm(shelf, alice, publish):
     publish("for_user", "als", {alice: ranked(shelf[8:10])})
     publish("for_user", "hybrid", {alice: ranked(shelf[4:6])})
