@@ -151,7 +151,8 @@ class Pipeline:
     """Walks candidate sources in order and keeps the first ``n`` items that pass the rules.
 
     The rules: not excluded, available, in the category asked for, not a second item
-    with the same title (``_title_key``); personal candidates are first reordered so that
+    with the same title, nor one with the title of a ``known`` subject item
+    (``_title_key``); personal candidates are first reordered so that
     no history item is the reason of more than half of the items (``vary_reasons``).
 
     A source is a callable ``source(pipeline) -> [(pk, score, because_pk, why, algorithm, only_category, run)]``;
@@ -166,6 +167,8 @@ class Pipeline:
         self.excluded = {self.to_pk(getattr(x, "pk", x)) for x in exclude}
         self.bought = set(bought)
         self.known = {obj.pk: obj for obj in known}
+        # the subject items' own titles: their twins (another colour or size) are not shown either
+        self.titles = {title for obj in known if (title := _title_key(obj)) is not None}
         self.category = _category_value(category)
         if self.category is not None and self.category_field is not None and self.category_field.is_relation:
             self.category = self.category_field.target_field.to_python(self.category)  # "3" -> 3
@@ -176,7 +179,7 @@ class Pipeline:
         return self.model._meta.get_field(name) if name else None
 
     def run(self, sources):
-        results, chosen, titles = Recommendations(), set(), set()
+        results, chosen, titles = Recommendations(), set(), set(self.titles)
         pending = list(sources)
         queue = []  # candidates read from sources, not yet fetched
         while len(results) < self.n and (queue or pending):

@@ -93,6 +93,11 @@ def test_a_block_shows_one_of_the_products_sharing_a_title(shelf, alice, publish
     assert pks(serving.similar_items(shelf[0], n=3, algorithm="itemknn")) == [shelf[4].pk, shelf[6].pk, shelf[7].pk]
     # excluded where the first one is excluded: the other is shown
     assert pks(serving.recommend_for(alice, n=2, exclude=[shelf[4]])) == [shelf[5].pk, shelf[6].pk]
+    # nor beside the product it is a twin of: similar to shelf[4], bought with shelf[4]
+    publish("similar", "itemknn", {shelf[4]: ranked([shelf[5], shelf[6]])})
+    assert pks(serving.similar_items(shelf[4], n=2, algorithm="itemknn")) == [shelf[6].pk]
+    publish("bought_together", "cooccurrence", {shelf[4]: ranked([shelf[5], shelf[7]])})
+    assert pks(serving.bought_together(shelf[4], n=2, algorithm="cooccurrence")) == [shelf[7].pk]
 
 
 def test_other_algorithm(shelf, alice, publish):
