@@ -50,7 +50,7 @@ from django.conf import settings  # noqa: E402
 
 from recommender.engine import build_engine  # noqa: E402
 from recommender.engine.evaluation import ranking_metrics  # noqa: E402
-from recommender.engine.neighbors import varied_reasons  # noqa: E402
+from recommender.engine.neighbors import capped_reason_order, varied_reasons  # noqa: E402
 
 settings.configure(USE_I18N=False)  # the demo's category names are marked for translation
 from shopdemo.shop.categories import categorize  # noqa: E402
@@ -136,19 +136,34 @@ def coverage(all_lists, n_items):
     return len(set(np.concatenate([lst for lst in all_lists if len(lst)]).tolist())) / n_items
 
 
-def distinct_reason_share(model, X, users, n=10):
-    old_total = new_total = cards = 0
+def distinct_reason_share(model, X, users, n=10, served=50):
+    """Distinct reasons per card of each user's top ``n``: the old rule, ``refresh._because``'s
+    rule, and what the serving shows (the top ``served`` list with those reasons, reordered
+    by ``engine.neighbors.capped_reason_order`` as ``serving.candidates.vary_reasons`` does
+    for a block of ``n``); and the share of blocks in which one history item is the reason
+    of more than half of the cards, for the last two."""
+    old_total = new_total = shown_total = cards = shown_cards = 0
+    dominated_new = dominated_shown = blocks = 0
     for u in users:
         row = X[u]
-        recs, _s = model.recommend(u, row, n=n)
-        old = [r[0][0] if r else None for r in model.explain_many(u, row, recs, n=1)]
+        recs, _s = model.recommend(u, row, n=served)
         binary = row.copy()
         binary.data[:] = 1.0
-        new = varied_reasons(model.explain_many(u, binary, recs, n=3), 0.5)
+        reasons = varied_reasons(model.explain_many(u, binary, recs, n=3), 0.5)
+        old = [r[0][0] if r else None for r in model.explain_many(u, row, recs[:n], n=1)]
+        new = reasons[:n]
+        shown = [reasons[i] for i in capped_reason_order(reasons, n)[:n]]
         old_total += len({r for r in old if r is not None})
         new_total += len({r for r in new if r is not None})
-        cards += len(recs)
-    return old_total / cards, new_total / cards
+        shown_total += len({r for r in shown if r is not None})
+        cards += len(new)
+        shown_cards += len(shown)
+        if new:
+            blocks += 1
+            dominated_new += max(Counter(new).values()) > len(new) / 2
+            dominated_shown += max(Counter(shown).values()) > len(shown) / 2
+    return (old_total / cards, new_total / cards, shown_total / shown_cards,
+            dominated_new / blocks, dominated_shown / blocks)
 
 
 def main():
@@ -213,9 +228,11 @@ def main():
     sample = np.sort(rng.choice(eligible, min(args.users, len(eligible)), replace=False))
     start = time.perf_counter()
     hybrid = build_engine("hybrid").fit(weighted, item_features=features)
-    old, new = distinct_reason_share(hybrid, weighted, sample)
+    old, new, shown, dominated_new, dominated_shown = distinct_reason_share(hybrid, weighted, sample)
     print(f"\nRecommended for you (hybrid {hybrid.component_names_}, {len(sample)} users with >= 3 items): "
-          f"distinct reasons per card old={old:.3f} new={new:.3f} ({time.perf_counter() - start:.0f} s)")
+          f"distinct reasons per card old={old:.3f} new={new:.3f} served={shown:.3f}; blocks with one reason "
+          f"on more than half the cards new={dominated_new:.3f} served={dominated_shown:.3f} "
+          f"({time.perf_counter() - start:.0f} s)")
 
 
 if __name__ == "__main__":

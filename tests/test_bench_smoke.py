@@ -169,10 +169,12 @@ def test_shelf(tmp_path):
         assert re.search(rf"^  {re.escape(label)} +coverage=[01]\.\d+ distinct categories=", out, re.M), label
     for kind in ("old", "new"):
         assert re.search(rf"^  overlap similar vs bought together, {kind}: [01]\.\d+$", out, re.M), kind
-    reasons = re.search(r", (\d+) users with >= 3 items\): distinct reasons per card old=([0-9.]+) new=([0-9.]+)",
-                        out)
+    reasons = re.search(r", (\d+) users with >= 3 items\): distinct reasons per card old=([0-9.]+) new=([0-9.]+) "
+                        r"served=([0-9.]+); blocks with one reason on more than half the cards new=([0-9.]+) "
+                        r"served=([0-9.]+)", out)
     assert reasons and int(reasons[1]) == 50, out[-2000:]
-    assert 0 < float(reasons[2]) <= 1 and 0 < float(reasons[3]) <= 1
+    assert all(0 < float(reasons[i]) <= 1 for i in (2, 3, 4)) and all(0 <= float(reasons[i]) <= 1 for i in (5, 6))
+    assert float(reasons[4]) >= float(reasons[3])  # the serving's reordering only adds reasons to a block
 
 
 @pytest.mark.services

@@ -35,6 +35,17 @@ def test_each_card_names_its_own_history_item():
     assert because == [100, 101, 102, 100, 101, 102]
 
 
+def test_capped_reason_order():
+    from recommender.engine.neighbors import capped_reason_order
+
+    assert capped_reason_order([7, 7, 7, 3, None], 4) == [0, 1, 3, 4, 2]
+    assert capped_reason_order([7, 7, 7, 7], 4) == [0, 1, 2, 3]  # one reason only: the list's order
+    assert capped_reason_order([7, 3, 7, 7, 7, 3], 3) == [0, 1, 2, 5, 3, 4]  # 3 -> at most 2 of a reason
+    assert capped_reason_order([None] * 3, 1) == [0, 1, 2]
+    with pytest.raises(ValueError):
+        capped_reason_order([7], 0)
+
+
 def test_close_contributors_are_varied():
     contributions = [[(7, 1.0), (3, 0.8)], [(7, 1.0), (3, 0.7)], [(7, 1.0), (3, 0.2)], []]
     assert varied_reasons(contributions, 0.5) == [7, 3, 7, None]

@@ -22,7 +22,7 @@ import numpy as np
 from recommender.engine._sparse import column_norms, cosine_neighbours, gram_topk, safe_inverse
 from recommender.engine.base import RecommenderBase, check_param
 
-__all__ = ["Cooccurrence", "ItemKNN", "ItemItemRecommender", "varied_reasons"]
+__all__ = ["Cooccurrence", "ItemKNN", "ItemItemRecommender", "capped_reason_order", "varied_reasons"]
 
 
 class ItemItemRecommender(RecommenderBase):
@@ -160,3 +160,28 @@ def varied_reasons(contributions: list[list[tuple[int, float]]], tolerance: floa
         named[item] = named.get(item, 0) + 1
         out.append(int(item))
     return out
+
+
+def capped_reason_order(reasons: list, n: int) -> list[int]:
+    """Positions of a ranked list, reordered so that one reason names at most half of ``n``
+    (rounded up) of the first items while items with other reasons remain.
+
+    ``reasons`` holds each item's reason (a history item) in rank order, None for an item
+    that is not capped. Items over the cap keep their order after the others.
+
+    Example
+    -------
+    >>> capped_reason_order([7, 7, 7, 3, None], 4)
+    [0, 1, 3, 4, 2]
+    """
+    check_param("n", n, Integral, 1)
+    cap = -(-n // 2)
+    kept, later, named = [], [], {}
+    for position, reason in enumerate(reasons):
+        if reason is not None:
+            if named.get(reason, 0) >= cap:
+                later.append(position)
+                continue
+            named[reason] = named.get(reason, 0) + 1
+        kept.append(position)
+    return kept + later

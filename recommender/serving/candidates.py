@@ -14,6 +14,7 @@ from django.utils.functional import cached_property
 from django.utils.translation import gettext as _
 
 from recommender.conf import rec_settings
+from recommender.engine.neighbors import capped_reason_order
 from recommender.serving import published
 
 __all__ = ["ITEMS_TOKEN_KEY", "Pipeline", "Recommendation", "Recommendations", "category_subject"]
@@ -109,24 +110,16 @@ PERSONAL_REASONS = ("for_user", "history")
 
 def vary_reasons(candidates, n):
     """``candidates`` reordered so that one history item is the reason of at most half of
-    ``n`` (rounded up) of them, while candidates with other reasons remain.
+    ``n`` (rounded up) of them, while candidates with other reasons remain
+    (``engine.neighbors.capped_reason_order``; other kinds of candidates are not capped).
 
     A personal list re-scored right after a view can owe its top items to that one view;
     the block then shows those items beside the ones the rest of the history brought.
-    Candidates over the cap keep their order after the others; candidates of other kinds,
-    or without a reason, are not capped.
     """
-    cap = max(1, -(-n // 2))
-    kept, later, named = [], [], {}
-    for candidate in candidates:
-        because, why = candidate[2], candidate[3]
-        if because is not None and why in PERSONAL_REASONS:
-            if named.get(because, 0) >= cap:
-                later.append(candidate)
-                continue
-            named[because] = named.get(because, 0) + 1
-        kept.append(candidate)
-    return kept + later if later else kept
+    if not candidates or n < 1:
+        return candidates
+    reasons = [c[2] if c[3] in PERSONAL_REASONS else None for c in candidates]
+    return [candidates[i] for i in capped_reason_order(reasons, n)]
 
 
 # Candidates, filters and reasons -----------------------------------------------------
