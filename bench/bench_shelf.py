@@ -9,6 +9,9 @@ product stock codes only) with the demo's categories (``shopdemo.shop.categories
 * intra-list category diversity: share of distinct categories in a list and
   1 - the share of same-category pairs;
 * catalogue coverage of each block (items that appear in some item's list);
+* product pages (5 similar + 5 bought-together cards, filled as ``serving`` fills them)
+  whose two rows show the same title, with and without the page's title rule, and the
+  cards left in the second row;
 * the share of recommended-for-you cards (Hybrid, 10 per user, users with >= 3 history
   items) whose reason differs from every earlier card's reason in the same list, with the
   old reason rule (weighted history, top contributor) and the new one (``refresh._because``);
@@ -136,6 +139,36 @@ def coverage(all_lists, n_items):
     return len(set(np.concatenate([lst for lst in all_lists if len(lst)]).tolist())) / n_items
 
 
+def page_rows(similar, complements, titles, n=5, page_rule=True):
+    """A product page's two rows as ``serving`` fills them from the lists: ``n`` items each,
+    none with the product's own title or a title already in the row, and the second row
+    without the first row's items (and, with ``page_rule``, without their titles).
+
+    Returns (share of pages whose rows share a title, mean length of the second row).
+    """
+    keys = [" ".join(t.casefold().split()) for t in titles]
+    repeats, second = [], []
+    for item, (sim, comp) in enumerate(zip(similar, complements, strict=True)):
+        rows, taken, seen = [], set(), {keys[item]}
+        for candidates in (sim, comp):
+            row, own = [], {keys[item]}
+            for j in candidates.tolist():
+                if j in taken or keys[j] in own or (page_rule and keys[j] in seen):
+                    continue
+                row.append(j)
+                own.add(keys[j])
+                if len(row) == n:
+                    break
+            rows.append(row)
+            taken.update(row)
+            seen.update(keys[j] for j in row)
+        if not rows[0] or not rows[1]:
+            continue
+        repeats.append(bool({keys[j] for j in rows[0]} & {keys[j] for j in rows[1]}))
+        second.append(len(rows[1]))
+    return float(np.mean(repeats)), float(np.mean(second))
+
+
 def distinct_reason_share(model, X, users, n=10, served=50):
     """Distinct reasons per card of each user's top ``n``: the old rule, ``refresh._because``'s
     rule, and what the serving shows (the top ``served`` list with those reasons, reordered
@@ -216,6 +249,11 @@ def main():
         print(f"  {label:36s} coverage={coverage(all_lists, n_items):.3f} distinct categories={distinct:.3f} "
               f"1-same-category pairs={pairs:.3f}")
     titles = features["title"]
+    for rule in (False, True):
+        share, length = page_rows(shelves["similar (new)"], shelves["complements llr (new)"], titles,
+                                  page_rule=rule)
+        print(f"  product pages (5 + 5 cards) whose rows share a title, page rule {'on' if rule else 'off'}: "
+              f"{share:.4f}; cards in the second row {length:.2f}")
     probe = titles.index("Alarm Clock Bakelike Ivory") if "Alarm Clock Bakelike Ivory" in titles else 198
     for label in ("itemknn (old similar)", "similar (new)", "cooccurrence (old bought together)",
                   "complements llr (new)"):

@@ -169,6 +169,9 @@ def test_shelf(tmp_path):
         assert re.search(rf"^  {re.escape(label)} +coverage=[01]\.\d+ distinct categories=", out, re.M), label
     for kind in ("old", "new"):
         assert re.search(rf"^  overlap similar vs bought together, {kind}: [01]\.\d+$", out, re.M), kind
+    pages = dict(re.findall(r"^  product pages \(5 \+ 5 cards\) whose rows share a title, page rule (on|off): "
+                            r"([01]\.\d+); cards in the second row [0-5]\.\d\d$", out, re.M))
+    assert set(pages) == {"on", "off"} and float(pages["on"]) == 0.0, out[-2000:]
     reasons = re.search(r", (\d+) users with >= 3 items\): distinct reasons per card old=([0-9.]+) new=([0-9.]+) "
                         r"served=([0-9.]+); blocks with one reason on more than half the cards new=([0-9.]+) "
                         r"served=([0-9.]+)", out)

@@ -264,13 +264,16 @@ def as_list(items):
 
 
 def recommend_for(request_or_user: HttpRequest | AbstractBaseUser | None, n: int = 10, algorithm: str | None = None,
-                  category: Any = None, exclude: Iterable[Any] = ()) -> Recommendations:
+                  category: Any = None, exclude: Iterable[Any] = (),
+                  exclude_titles: Iterable[str] = ()) -> Recommendations:
     """Recommendations for a visitor: their own list, then fallbacks until ``n`` are found.
 
     Sources in order: the user's precomputed list (``algorithm``, default
     ``DEFAULT_ALGORITHM``); items similar to what the visitor (user or anonymous
     session) viewed lately; trending; popular. Never returns unavailable items,
-    items in ``exclude`` (e.g. the cart), or items the user bought (``EXCLUDE_EVENTS``).
+    items in ``exclude`` (e.g. the cart), items titled as one of ``exclude_titles``
+    (case and spacing folded: what earlier blocks of the page showed), or items the user
+    bought (``EXCLUDE_EVENTS``). The other functions take ``exclude_titles`` too.
     """
     request, user, session_key = _visitor(request_or_user)
     algorithm = rec_settings.list_algorithm("for_user", algorithm)
@@ -281,12 +284,14 @@ def recommend_for(request_or_user: HttpRequest | AbstractBaseUser | None, n: int
     if user is not None or session_key:
         sources.append(_history_source(user, session_key))
     sources += _fallback_sources(category)
-    pipeline = Pipeline(n, exclude=set(exclude) | facts.excluded, category=category, bought=facts.bought)
+    pipeline = Pipeline(n, exclude=set(exclude) | facts.excluded, category=category, bought=facts.bought,
+                        exclude_titles=exclude_titles)
     return pipeline.run(sources)
 
 
 def similar_items(item: Model, n: int = 10, algorithm: str | None = None, request: HttpRequest | None = None,
-                  category: Any = None, exclude: Iterable[Any] = ()) -> Recommendations:
+                  category: Any = None, exclude: Iterable[Any] = (),
+                  exclude_titles: Iterable[str] = ()) -> Recommendations:
     """Items similar to ``item`` ("Similar to X"), then popular items of its category."""
     algorithm = rec_settings.list_algorithm("similar", algorithm)
     _request, user, _session = _visitor(request)
@@ -299,13 +304,13 @@ def similar_items(item: Model, n: int = 10, algorithm: str | None = None, reques
             sources.append(_list_source("popular", rec_settings.list_algorithm("popular"), subject, "popular",
                                         only_category=own))
     pipeline = Pipeline(n, exclude={item.pk, *exclude} | facts.excluded, category=category,
-                         bought=facts.bought, known=[item])
+                        bought=facts.bought, known=[item], exclude_titles=exclude_titles)
     return pipeline.run(sources)
 
 
 def bought_together(items: Model | Any | Iterable[Model | Any], n: int = 10, algorithm: str | None = None,
                     request: HttpRequest | None = None, category: Any = None,
-                    exclude: Iterable[Any] = ()) -> Recommendations:
+                    exclude: Iterable[Any] = (), exclude_titles: Iterable[str] = ()) -> Recommendations:
     """Items bought with ``items`` (one item or several, e.g. a cart's), never the items themselves."""
     algorithm = rec_settings.list_algorithm("bought_together", algorithm)
     items = as_list(items)
@@ -317,12 +322,12 @@ def bought_together(items: Model | Any | Iterable[Model | Any], n: int = 10, alg
     facts = user_facts(user, request)
     sources = [_union_source("bought_together", algorithm, pks, "bought_together")]
     pipeline = Pipeline(n, exclude={*pks, *exclude} | facts.excluded, category=category,
-                         bought=facts.bought, known=instances)
+                        bought=facts.bought, known=instances, exclude_titles=exclude_titles)
     return pipeline.run(sources)
 
 
 def trending(n: int = 10, category: Any = None, request: HttpRequest | None = None, exclude: Iterable[Any] = (),
-             algorithm: str | None = None) -> Recommendations:
+             algorithm: str | None = None, exclude_titles: Iterable[str] = ()) -> Recommendations:
     """Trending items ("Trending now"), then popular ones ("Popular in <category>").
 
     With a ``category``, that category's own lists come first, then the site's lists
@@ -331,7 +336,8 @@ def trending(n: int = 10, category: Any = None, request: HttpRequest | None = No
     _request, user, _session = _visitor(request)
     facts = user_facts(user, request)
     sources = _fallback_sources(category, algorithm)
-    pipeline = Pipeline(n, exclude=set(exclude) | facts.excluded, category=category, bought=facts.bought)
+    pipeline = Pipeline(n, exclude=set(exclude) | facts.excluded, category=category, bought=facts.bought,
+                        exclude_titles=exclude_titles)
     return pipeline.run(sources)
 
 

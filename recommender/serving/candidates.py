@@ -17,7 +17,7 @@ from recommender.conf import rec_settings
 from recommender.engine.neighbors import capped_reason_order
 from recommender.serving import published
 
-__all__ = ["ITEMS_TOKEN_KEY", "Pipeline", "Recommendation", "Recommendations", "category_subject"]
+__all__ = ["ITEMS_TOKEN_KEY", "Pipeline", "Recommendation", "Recommendations", "category_subject", "title_key"]
 
 #: Cache key of the items token: any item's save or delete changes it (``serving.touch_items``).
 ITEMS_TOKEN_KEY = "recommender:serving:items"
@@ -95,13 +95,18 @@ def _item_title(item):
     return str(getattr(item, field, "") if field else item)
 
 
-def _title_key(item):
+def title_key(item):
     """The item's title, case and spacing folded (None without a title field): two products
     with the same key read as the same product on a card."""
     field = rec_settings.item_field("title")
     if not field:
         return None
-    return " ".join(str(getattr(item, field, "") or "").casefold().split()) or None
+    return _fold(getattr(item, field, ""))
+
+
+def _fold(title):
+    """``title`` with case and spacing folded; None when empty."""
+    return " ".join(str(title or "").casefold().split()) or None
 
 
 #: Kinds of candidates whose reason names one of the visitor's own history items.
@@ -129,8 +134,10 @@ class Recommendations(list):
     """A list of :class:`Recommendation`, with how it was made.
 
     ``sources_read``: how many candidate sources were read; ``skipped``: the keys of
-    candidates passed over because they were excluded (before the list was full).
-    :mod:`recommender.fastpath.blocks` uses both to tell whether a block can be reused.
+    candidates passed over because they were excluded (before the list was full);
+    ``skipped_titles``: the excluded titles (``exclude_titles``) that passed over a
+    candidate. :mod:`recommender.fastpath.blocks` uses them to tell whether a block can be
+    reused.
     """
 
     sources_read = 0
@@ -138,22 +145,25 @@ class Recommendations(list):
     def __init__(self, *args):
         super().__init__(*args)
         self.skipped = set()
+        self.skipped_titles = set()
 
 
 class Pipeline:
     """Walks candidate sources in order and keeps the first ``n`` items that pass the rules.
 
     The rules: not excluded, available, in the category asked for, not a second item
-    with the same title, nor one with the title of a ``known`` subject item
-    (``_title_key``); personal candidates are first reordered so that
-    no history item is the reason of more than half of the items (``vary_reasons``).
+    with the same title, nor one with the title of a ``known`` subject item, of the item
+    its reason names, or one of ``exclude_titles`` (``title_key``: the titles earlier
+    blocks of the page showed);
+    personal candidates are first reordered so that no history item is the reason of
+    more than half of the items (``vary_reasons``).
 
     A source is a callable ``source(pipeline) -> [(pk, score, because_pk, why, algorithm, only_category, run)]``;
     sources after the first are read only when the ones before fall short. Candidates
     are fetched in one query per pass (usually one in all).
     """
 
-    def __init__(self, n, exclude=(), category=None, bought=(), known=()):
+    def __init__(self, n, exclude=(), category=None, bought=(), known=(), exclude_titles=()):
         self.n = max(0, int(n))
         self.model = rec_settings.item_model()
         self.to_pk = self.model._meta.pk.to_python
@@ -161,7 +171,8 @@ class Pipeline:
         self.bought = set(bought)
         self.known = {obj.pk: obj for obj in known}
         # the subject items' own titles: their twins (another colour or size) are not shown either
-        self.titles = {title for obj in known if (title := _title_key(obj)) is not None}
+        self.titles = {title for obj in known if (title := title_key(obj)) is not None}
+        self.excluded_titles = {key for t in exclude_titles if (key := _fold(t)) is not None}
         self.category = _category_value(category)
         if self.category is not None and self.category_field is not None and self.category_field.is_relation:
             self.category = self.category_field.target_field.to_python(self.category)  # "3" -> 3
@@ -172,7 +183,7 @@ class Pipeline:
         return self.model._meta.get_field(name) if name else None
 
     def run(self, sources):
-        results, chosen, titles = Recommendations(), set(), set(self.titles)
+        results, chosen, titles = Recommendations(), set(), self.titles | self.excluded_titles
         pending = list(sources)
         queue = []  # candidates read from sources, not yet fetched
         while len(results) < self.n and (queue or pending):
@@ -205,14 +216,18 @@ class Pipeline:
                     continue
                 if obj is None or not self._eligible(obj, only_category):
                     continue
-                title = _title_key(obj)
+                title = title_key(obj)
                 if title is not None and title in titles:  # the same product in another colour or size
+                    if title in self.excluded_titles:
+                        results.skipped_titles.add(title)
                     continue
-                titles.add(title)
                 because = None
                 if because_pk is not None:
                     because_pk = self.to_pk(because_pk)
                     because = self.known.get(because_pk) or objects.get(because_pk)
+                    if title is not None and title_key(because) == title:  # "Because you viewed X": not X again
+                        continue
+                titles.add(title)
                 results.append(Recommendation(obj, score, self._reason(why, obj, because), algorithm,
                                               because, why, run))
                 chosen.add(pk)

@@ -13,7 +13,7 @@ from django.utils.translation import gettext as _
 from recommender import serving
 from recommender.conf import rec_settings
 from recommender.fastpath import blocks
-from recommender.serving.candidates import category_subject
+from recommender.serving.candidates import category_subject, title_key
 from recommender.tracking.events import visitor_of
 
 register = template.Library()
@@ -66,8 +66,8 @@ def recommender_click(item, context=""):
 # items come from one query. A block renders nothing when there is nothing to show.
 # Rendered blocks are reused while their lists, items and options are unchanged
 # (recommender.fastpath.blocks; cache=False turns that off for one tag).
-# Items shown by one block are not repeated by the next blocks of the same page
-# (pass dedupe=False to allow it).
+# Items shown by one block are not repeated by the next blocks of the same page, nor are
+# other items with their titles (another colour or size; pass dedupe=False to allow both).
 
 BLOCK_TEMPLATE = "recommender/block.html"
 #: Kinds of recommendation made for the visitor (the others are the same for everyone).
@@ -118,19 +118,23 @@ def _answered(request):
 
 
 def _page_state(request):
-    """This block's position on the page and the set of items the page showed so far."""
+    """This block's position on the page, and the items and title keys the page showed so far."""
     if request is None:
-        return 1, set()
+        return 1, set(), set()
     count = request._recommender_blocks = getattr(request, "_recommender_blocks", 0) + 1
     shown = getattr(request, "_recommender_shown", None)
     if shown is None:
         shown = request._recommender_shown = set()
-    return count, shown
+    titles = getattr(request, "_recommender_shown_titles", None)
+    if titles is None:
+        titles = request._recommender_shown_titles = set()
+    return count, shown, titles
 
 
 def _block(context, block, title, lists, compute, *, personal, n, category, exclude, template,
            currency, dedupe, cache, fallback_title=None):
-    """Render a block from ``compute(request, excluded)``'s recommendations, or reuse its stored HTML.
+    """Render a block from ``compute(request, excluded, excluded_titles)``'s recommendations,
+    or reuse its stored HTML.
 
     ``lists`` are the ``(kind, algorithm, subject)`` lists of the block's first source,
     or None when it cannot be stored. A ``personal`` block (the visitor's own list), or
@@ -144,7 +148,8 @@ def _block(context, block, title, lists, compute, *, personal, n, category, excl
     """
     request = _request(context)
     excluded = _exclusions(request, exclude, dedupe)
-    count, shown = _page_state(request)
+    count, shown, shown_titles = _page_state(request)
+    excluded_titles = set(shown_titles) if dedupe else set()
     names = [template, BLOCK_TEMPLATE] if template else [BLOCK_TEMPLATE]
     selected = context.template.engine.select_template(names)
     spec = None
@@ -159,14 +164,18 @@ def _block(context, block, title, lists, compute, *, personal, n, category, excl
         per_user = personal or not blocks.is_app_template(selected)
         spec = blocks.Spec(block, lists, user.pk if per_user and user is not None else None, [
             n, getattr(category, "pk", category), str(title), names, blocks.template_digest(selected),
-            str(currency), count, rec_settings.ADD_TO_CART_URL], excluded=dynamic)
+            str(currency), count, rec_settings.ADD_TO_CART_URL], excluded=dynamic,
+            excluded_titles=excluded_titles)
         if blocks.lookup(spec, to_pk):
             if dedupe:
                 shown.update(spec.shown)
+                shown_titles.update(spec.titles)
             return _fill_slots(spec.html, request)
-    recommendations = compute(request, excluded)
+    recommendations = compute(request, excluded, excluded_titles)
+    titles = [key for rec in recommendations if (key := title_key(rec.item)) is not None]
     if dedupe:
         shown.update(rec.item.pk for rec in recommendations)
+        shown_titles.update(titles)
     if personal and recommendations and not any(rec.kind in PERSONAL_KINDS for rec in recommendations):
         title = fallback_title or title
         _answered(request).add(("trending", category_subject(category)))
@@ -191,8 +200,9 @@ def _block(context, block, title, lists, compute, *, personal, n, category, excl
     html = selected.render(context.new(values))
     # stored only when made from its first source alone (the lists its digest covers)
     if spec is not None and recommendations and recommendations.sources_read == 1:
-        blocks.store(spec, html, [rec.item.pk for rec in recommendations],
-                          exact=not dynamic.isdisjoint(recommendations.skipped))
+        blocks.store(spec, html, [rec.item.pk for rec in recommendations], titles,
+                     exact=bool(recommendations.skipped_titles)
+                     or not dynamic.isdisjoint(recommendations.skipped))
     return _fill_slots(html, request)
 
 
@@ -215,8 +225,8 @@ def recommended_for_you(context, n=8, algorithm=None, category=None, exclude=Non
     lists = [("for_user", rec_settings.list_algorithm("for_user", algorithm), user.pk)] if user is not None else None
     return _block(
         context, "recommended_for_you", title or _("Recommended for you"), lists,
-        lambda request, excluded: serving.recommend_for(request, n=n, algorithm=algorithm, category=category,
-                                                        exclude=excluded),
+        lambda request, excluded, titles: serving.recommend_for(
+            request, n=n, algorithm=algorithm, category=category, exclude=excluded, exclude_titles=titles),
         personal=True, n=n, category=category, exclude=exclude, template=template, currency=currency,
         dedupe=dedupe, cache=cache, fallback_title=_trending_title(category))
 
@@ -231,8 +241,9 @@ def similar_items(context, item, n=6, algorithm=None, category=None, exclude=Non
     return _block(
         context, "similar_items", title or _("Similar items"),
         [("similar", rec_settings.list_algorithm("similar", algorithm), item.pk)],
-        lambda request, excluded: serving.similar_items(item, n=n, algorithm=algorithm, request=request,
-                                                        category=category, exclude=excluded),
+        lambda request, excluded, titles: serving.similar_items(
+            item, n=n, algorithm=algorithm, request=request, category=category, exclude=excluded,
+            exclude_titles=titles),
         personal=False, n=n, category=category, exclude=exclude, template=template, currency=currency,
         dedupe=dedupe, cache=cache)
 
@@ -249,8 +260,9 @@ def bought_together(context, items, n=6, algorithm=None, category=None, exclude=
     return _block(
         context, "bought_together", title or _("Customers also bought"),
         [("bought_together", algorithm_name, getattr(x, "pk", x)) for x in items],
-        lambda request, excluded: serving.bought_together(items, n=n, algorithm=algorithm, request=request,
-                                                          category=category, exclude=excluded),
+        lambda request, excluded, titles: serving.bought_together(
+            items, n=n, algorithm=algorithm, request=request, category=category, exclude=excluded,
+            exclude_titles=titles),
         personal=False, n=n, category=category, exclude=exclude, template=template, currency=currency,
         dedupe=dedupe, cache=cache)
 
@@ -272,8 +284,9 @@ def trending(context, n=8, category=None, algorithm=None, exclude=None, title=No
     return _block(
         context, "trending", title or _trending_title(category),
         [("trending", rec_settings.list_algorithm("trending", algorithm), category_subject(category))],
-        lambda request, excluded: serving.trending(n=n, category=category, request=request, algorithm=algorithm,
-                                                   exclude=excluded),
+        lambda request, excluded, titles: serving.trending(
+            n=n, category=category, request=request, algorithm=algorithm, exclude=excluded,
+            exclude_titles=titles),
         personal=False, n=n, category=category, exclude=exclude, template=template, currency=currency,
         dedupe=dedupe, cache=cache)
 

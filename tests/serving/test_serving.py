@@ -98,6 +98,17 @@ def test_a_block_shows_one_of_the_products_sharing_a_title(shelf, alice, publish
     assert pks(serving.similar_items(shelf[4], n=2, algorithm="itemknn")) == [shelf[6].pk]
     publish("bought_together", "cooccurrence", {shelf[4]: ranked([shelf[5], shelf[7]])})
     assert pks(serving.bought_together(shelf[4], n=2, algorithm="cooccurrence")) == [shelf[7].pk]
+    # nor one titled as an item an earlier block of the page showed (exclude_titles)
+    assert pks(serving.recommend_for(alice, n=2, exclude_titles=["MUG 4 "])) == [shelf[6].pk, shelf[7].pk]
+    assert pks(serving.trending(n=2, exclude_titles=["mug 4"])) == []
+    publish("trending", "trending", {0: ranked(shelf[4:8])})
+    assert pks(serving.trending(n=2, exclude_titles=["mug 4", "Mug 6"])) == [shelf[7].pk]
+    assert pks(serving.similar_items(shelf[0], n=2, algorithm="itemknn", exclude_titles=["mug 6"])) == [
+        shelf[4].pk, shelf[7].pk]
+    # nor one titled as the history item its reason names ("Because you viewed Mug 4": not mug 4 again)
+    publish("for_user", "hybrid", {alice: ranked([shelf[5], shelf[6]], because=shelf[4])})
+    recs = serving.recommend_for(alice, n=2)
+    assert pks(recs)[0] == shelf[6].pk and recs[0].because == shelf[4]
 
 
 def test_other_algorithm(shelf, alice, publish):

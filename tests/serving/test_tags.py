@@ -174,6 +174,29 @@ def test_item_blocks_are_shared_by_visitors_unless_they_exclude_an_item(shelf, a
     assert _cards(render(source, user=alice, product=shelf[0])[0]) == [shelf[4].pk, shelf[5].pk]
 
 
+def test_blocks_of_a_page_do_not_repeat_a_title(shelf, alice, publish):
+    """Another colour of a product an earlier block showed reads as the same card twice."""
+    shelf[9].title = "MUG 5"  # a twin of shelf[5] (the title folded)
+    shelf[9].save()
+    publish("similar", "itemknn", {shelf[0]: ranked(shelf[4:6])})
+    publish("bought_together", "cooccurrence", {shelf[0]: ranked([shelf[9], shelf[10], shelf[11]])})
+    alone = "{% bought_together product n=2 %}"
+    # alone, the bought-together block shows the twin, and is stored for every visitor
+    assert _cards(render(alone, user=alice, product=shelf[0])[0]) == [shelf[9].pk, shelf[10].pk]
+    page = "{% similar_items product n=2 %}" + alone
+    for _ in range(2):  # made, then served from the stored blocks
+        html, request = render(page, user=alice, product=shelf[0])
+        assert _cards(html) == [shelf[4].pk, shelf[5].pk, shelf[10].pk, shelf[11].pk]
+        assert request._recommender_shown_titles == {"mug 4", "mug 5", "bag 10", "bag 11"}
+    # the stored block with the twin is still what the block alone shows
+    with CaptureQueriesContext(connection) as queries:
+        assert _cards(render(alone, product=shelf[0])[0]) == [shelf[9].pk, shelf[10].pk]
+    assert not [q for q in queries if "shop_product" in q["sql"]]
+    html, _request = render("{% similar_items product n=2 %}{% bought_together product n=2 dedupe=False %}",
+                            product=shelf[0])
+    assert _cards(html) == [shelf[4].pk, shelf[5].pk, shelf[9].pk, shelf[10].pk]
+
+
 def test_stored_blocks_are_per_language_and_options(shelf, alice, publish):
     from django.utils import translation
 
