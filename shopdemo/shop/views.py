@@ -21,7 +21,9 @@ from shopdemo.shop.cart import Cart
 from shopdemo.shop.forms import AddToCartForm, SearchForm, UpdateCartForm
 from shopdemo.shop.models import Category, Order, OrderLine, Product
 
-PAGE_SIZE = 24
+#: Products per catalogue page: full rows at 5 columns (the grid at the container's
+#: full width), and at 3, 2 and 1.
+PAGE_SIZE = 30
 #: Most search results the recommendation block of the search page leaves out.
 SEARCH_EXCLUDE_MAX = 500
 ORDERS_PAGE_SIZE = 20

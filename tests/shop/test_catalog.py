@@ -10,14 +10,14 @@ from shopdemo.shop.models import Category, Product
 
 @pytest.fixture
 def many_products(db):
-    """30 active products in one category plus 2 inactive ones."""
+    """36 active lanterns in one category, an active teapot in another, and an inactive lantern."""
     cat = Category.objects.create(name="Candles & Lighting", slug="candles-lighting")
     other = Category.objects.create(name="Tea & Coffee", slug="tea-coffee")
     products = [
         Product.objects.create(stock_code=f"2{i:04d}", title=f"Lantern {i:02d}",
                                description=f"LANTERN {i:02d} glass", category=cat,
                                price=Decimal("1.00") + i)
-        for i in range(30)
+        for i in range(36)
     ]
     Product.objects.create(stock_code="30001", title="Teapot Blue", description="TEAPOT",
                            category=other, price=Decimal("9.95"))
@@ -27,12 +27,12 @@ def many_products(db):
 
 
 @pytest.mark.django_db
-def test_home_paginates_24_per_page(client, many_products):
+def test_home_paginates_30_per_page(client, many_products):
     response = client.get(reverse("shop:home"))
     assert response.status_code == 200
     page = response.context["page_obj"]
-    assert page.paginator.count == 31  # inactive product not counted
-    assert len(response.context["products"]) == 24
+    assert page.paginator.count == 37  # inactive product not counted
+    assert len(response.context["products"]) == 30
     response = client.get(reverse("shop:home"), {"page": 2})
     assert len(response.context["products"]) == 7
     # An out-of-range page shows the last page instead of failing.
@@ -48,7 +48,7 @@ def test_home_lists_categories_and_nav(client, many_products):
     assert cat.get_absolute_url() in content
     assert other.get_absolute_url() in content
     counts = {c.slug: c.product_count for c in response.context["categories"]}
-    assert counts == {"candles-lighting": 30, "tea-coffee": 1}  # active products only
+    assert counts == {"candles-lighting": 36, "tea-coffee": 1}  # active products only
 
 
 @pytest.mark.django_db
@@ -71,7 +71,7 @@ def test_category_page(client, many_products):
     assert response.status_code == 200
     assert [p.title for p in response.context["products"]] == ["Teapot Blue"]
     response = client.get(cat.get_absolute_url())
-    assert response.context["page_obj"].paginator.count == 30
+    assert response.context["page_obj"].paginator.count == 36
     assert all(p.category_id == cat.pk for p in response.context["products"])
     assert client.get(reverse("shop:category", args=["no-such-thing"])).status_code == 404
 
@@ -82,7 +82,7 @@ def test_sorting_by_price(client, many_products):
     response = client.get(cat.get_absolute_url(), {"sort": "-price"})
     prices = [p.price for p in response.context["products"]]
     assert prices == sorted(prices, reverse=True)
-    assert prices[0] == Decimal("30.00")
+    assert prices[0] == Decimal("36.00")
     # Unknown sort keys fall back to the name.
     response = client.get(cat.get_absolute_url(), {"sort": "drop table"})
     assert response.context["sort"] == "title"
@@ -94,7 +94,7 @@ def test_search_title_and_description(client, many_products):
     assert [p.stock_code for p in response.context["products"]] == ["30001"]
     # Description words match too, and every word must match.
     response = client.get(reverse("shop:search"), {"q": "glass lantern"})
-    assert response.context["page_obj"].paginator.count == 30
+    assert response.context["page_obj"].paginator.count == 36
     response = client.get(reverse("shop:search"), {"q": "glass teapot"})
     assert response.context["page_obj"].paginator.count == 0
     assert "No products match" in response.content.decode()
