@@ -47,6 +47,19 @@ def test_changelist_shows_status_progress_and_metrics(admin_client, runs):
 
 
 @pytest.mark.django_db
+def test_changelist_says_which_runs_the_gate_refused(admin_client, runs):
+    refused = TrainingRun.objects.create(
+        algorithm="itemknn", status=Status.SUCCEEDED, metrics={"ndcg": 0.12},
+        gate="refused: NDCG@10 0.2111 is below 0.2118 (active #2 0.2230 minus 5%), on the same 1306 held-out "
+             "interactions of 858 users")
+    page = admin_client.get(reverse("admin:recommender_trainingrun_changelist")).content.decode()
+    # only that run: an accepted run that a later one replaced is just not active
+    assert page.count('class="rec-gate"') == 1
+    assert f'title="{refused.gate}">refused by the gate</small>' in page
+    assert page.count('src="/static/admin/img/icon-yes.svg" alt="True"') == 1
+
+
+@pytest.mark.django_db
 def test_detail_shows_the_error(admin_client, runs):
     page = admin_client.get(reverse("admin:recommender_trainingrun_change", args=[runs[3].pk])).content.decode()
     assert "ValueError: bad data" in page and "Traceback" in page

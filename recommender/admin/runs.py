@@ -12,12 +12,13 @@ from django.db.models.functions import Coalesce
 from django.http import JsonResponse
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
+from django.templatetags.static import static
 from django.urls import path, reverse
 from django.utils.formats import date_format, number_format
 from django.utils.html import escape, format_html, format_html_join
 from django.utils.text import capfirst
 from django.utils.timezone import localtime
-from django.utils.translation import gettext, ngettext, pgettext
+from django.utils.translation import gettext, ngettext, pgettext, pgettext_lazy
 from django.utils.translation import gettext_lazy as _
 
 from recommender.conf import rec_settings
@@ -142,7 +143,7 @@ class TrainForm(forms.Form):
 class TrainingRunAdmin(admin.ModelAdmin):
     # Who queued a run is on its page; the list stays within a laptop screen beside the
     # admin's navigation and filter sidebars.
-    list_display = ["run_label", "status_badge", "is_active", "ndcg", "duration_display", "queued_at"]
+    list_display = ["run_label", "status_badge", "active_badge", "ndcg", "duration_display", "queued_at"]
     list_filter = ["algorithm", "status", "is_active"]
     ordering = ["-created", "-id"]
     actions = ["train_again", "activate_runs"]
@@ -196,6 +197,17 @@ class TrainingRunAdmin(admin.ModelAdmin):
         if obj.status not in PENDING:
             return status_html(obj)
         return format_html("{}{}", status_html(obj), progress_html(obj))
+
+    @admin.display(description=pgettext_lazy("training run", "active"), ordering="is_active")
+    def active_badge(self, obj):
+        """Django's yes/no icon; under the "no" of a succeeded run the gate refused, the
+        words saying so (the gate's line in full on hover and on the run's page)."""
+        yes = bool(obj.is_active)
+        icon = format_html('<img src="{}" alt="{}">', static(f"admin/img/icon-{'yes' if yes else 'no'}.svg"), yes)
+        if yes or obj.status != TrainingRun.Status.SUCCEEDED or not obj.gate.startswith("refused"):
+            return icon
+        return format_html('{}<small class="rec-gate" title="{}">{}</small>', icon, obj.gate,
+                           gettext("refused by the gate"))
 
     @admin.display(description=_("status"))
     def status_display(self, obj):
