@@ -146,7 +146,7 @@ def page_rows(similar, complements, titles, n=5, page_rule=True):
 
     Returns (share of pages whose rows share a title, mean length of the second row).
     """
-    keys = [" ".join(t.casefold().split()) for t in titles]
+    keys = [" ".join(t.casefold().split()) for t in titles]  # folded as serving.candidates.title_key
     repeats, second = [], []
     for item, (sim, comp) in enumerate(zip(similar, complements, strict=True)):
         rows, taken, seen = [], set(), {keys[item]}

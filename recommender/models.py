@@ -134,8 +134,16 @@ class TrainingRun(models.Model):
                                     name="rec_one_running_run_per_algorithm"),
         ]
 
+    #: How the gate's line (``training.services.gate``) starts when it refused the run.
+    GATE_REFUSED = "refused:"
+
     def __str__(self):
         return f"{self.algorithm} #{self.pk} ({self.get_status_display()})"
+
+    @property
+    def refused_by_gate(self):
+        """A succeeded run that the gate did not activate."""
+        return self.status == self.Status.SUCCEEDED and self.gate.startswith(self.GATE_REFUSED)
 
     @property
     def duration(self):

@@ -134,10 +134,11 @@ def test_gate_refuses_a_worse_model_and_rollback_restores(settings_for, history)
     second = services.train(run_of("itemknn").pk, refresh=False)
     assert second.status == Status.SUCCEEDED and not second.is_active
     assert second.gate.startswith("refused: NDCG@10")
+    assert second.refused_by_gate and not first.refused_by_gate  # what the admin's list says
     assert services.active_run("itemknn").pk == first.pk
     settings_for(GATE_MARGIN=1.0)  # a margin of 100% accepts anything
     third = services.train(run_of("itemknn").pk, refresh=False)
-    assert third.is_active
+    assert third.is_active and not third.refused_by_gate
     services.activate(TrainingRun.objects.get(pk=first.pk), refresh=False)  # roll back
     assert services.active_run("itemknn").pk == first.pk
     assert TrainingRun.objects.filter(algorithm="itemknn", is_active=True).count() == 1

@@ -204,7 +204,7 @@ class TrainingRunAdmin(admin.ModelAdmin):
         words saying so (the gate's line in full on hover and on the run's page)."""
         yes = bool(obj.is_active)
         icon = format_html('<img src="{}" alt="{}">', static(f"admin/img/icon-{'yes' if yes else 'no'}.svg"), yes)
-        if yes or obj.status != TrainingRun.Status.SUCCEEDED or not obj.gate.startswith("refused"):
+        if yes or not obj.refused_by_gate:
             return icon
         return format_html('{}<small class="rec-gate" title="{}">{}</small>', icon, obj.gate,
                            gettext("refused by the gate"))

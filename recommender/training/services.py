@@ -432,7 +432,7 @@ def gate(run):
     floor = old * (1 - margin)
     if new >= floor:
         return True, f"accepted: NDCG@10 {new:.4f} vs active #{current.pk} {old:.4f}, {basis}"
-    return False, (f"refused: NDCG@10 {new:.4f} is below {floor:.4f} "
+    return False, (f"{TrainingRun.GATE_REFUSED} NDCG@10 {new:.4f} is below {floor:.4f} "
                    f"(active #{current.pk} {old:.4f} minus {margin:.0%}), {basis}")
 
 
