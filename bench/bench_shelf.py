@@ -9,6 +9,9 @@ product stock codes only) with the demo's categories (``shopdemo.shop.categories
 * intra-list category diversity: share of distinct categories in a list and
   1 - the share of same-category pairs;
 * catalogue coverage of each block (items that appear in some item's list);
+* bought-together cards (the first 5 of each list) of the item's own product line (another
+  design of it: ``recommender.engine.complements.product_line_keys``), and lists whose
+  first 5 hold two designs of one line, with Complements' product-line rule off and on;
 * product pages (5 similar + 5 bought-together cards, filled as ``serving`` fills them)
   whose two rows show the same title, with and without the page's title rule, and the
   cards left in the second row;
@@ -23,7 +26,7 @@ builds them; the data has no views, so SimilarItems is content only here.
 
 Usage::
 
-    .venv/bin/python bench/bench_shelf.py            # ~3 minutes on 2 cores
+    .venv/bin/python bench/bench_shelf.py            # about 1 minute on 2 cores
     .venv/bin/python bench/bench_shelf.py --users 400
     .venv/bin/python bench/bench_shelf.py --smoke    # 300 customers x 300 products, 50 users: seconds
 """
@@ -52,6 +55,7 @@ from common import SMOKE_ITEMS, SMOKE_USERS, subsample, temporal_split  # noqa: 
 from django.conf import settings  # noqa: E402
 
 from recommender.engine import build_engine  # noqa: E402
+from recommender.engine.complements import product_line_keys  # noqa: E402
 from recommender.engine.evaluation import ranking_metrics  # noqa: E402
 from recommender.engine.neighbors import capped_reason_order, varied_reasons  # noqa: E402
 
@@ -139,6 +143,23 @@ def coverage(all_lists, n_items):
     return len(set(np.concatenate([lst for lst in all_lists if len(lst)]).tolist())) / n_items
 
 
+def same_line(all_lists, lines, n=5):
+    """(share of the first ``n`` cards of each non-empty list that are of the list item's own
+    product line, share of lists whose first ``n`` hold two items of one line)."""
+    own = cards = twice = shown = 0
+    for item, lst in enumerate(all_lists):
+        first = lines[np.asarray(lst[:n], dtype=np.int64)]
+        if not len(first):
+            continue
+        shown += 1
+        cards += len(first)
+        if lines[item] >= 0:
+            own += int((first == lines[item]).sum())
+        keyed = first[first >= 0]
+        twice += len(np.unique(keyed)) < len(keyed)
+    return own / max(cards, 1), twice / max(shown, 1)
+
+
 def page_rows(similar, complements, titles, n=5, page_rule=True):
     """A product page's two rows as ``serving`` fills them from the lists: ``n`` items each,
     none with the product's own title or a title already in the row, and the second row
@@ -224,6 +245,7 @@ def main():
         "cooccurrence (old bought together)": ("cooccurrence", {}),
         "similar (new)": ("similar", {}),
         "complements llr (new)": ("complements", {}),
+        "complements llr, no product-line rule": ("complements", {"line_words": 0}),
         "complements lift": ("complements", {"measure": "lift"}),
     }
     print("\nNDCG@10 on the held-out split (bench/engine/accuracy.py protocol)")
@@ -243,12 +265,20 @@ def main():
     print(f"  overlap similar vs bought together, old: "
           f"{overlap(shelves['itemknn (old similar)'], shelves['cooccurrence (old bought together)']):.3f}")
     print(f"  overlap similar vs bought together, new: "
-          f"{overlap(shelves['similar (new)'], shelves['complements llr (new)']):.3f}")
+          f"{overlap(shelves['similar (new)'], shelves['complements llr (new)']):.3f}; "
+          f"without the product-line rule: "
+          f"{overlap(shelves['similar (new)'], shelves['complements llr, no product-line rule']):.3f}")
     for label, all_lists in shelves.items():
         distinct, pairs = diversity(all_lists, cats)
         print(f"  {label:36s} coverage={coverage(all_lists, n_items):.3f} distinct categories={distinct:.3f} "
               f"1-same-category pairs={pairs:.3f}")
     titles = features["title"]
+    lines = product_line_keys(titles, features["category"])
+    for label in ("cooccurrence (old bought together)", "complements llr, no product-line rule",
+                  "complements llr (new)"):
+        own, twice = same_line(shelves[label], lines)
+        print(f"  {label:36s} first 5 cards of the item's own product line={own:.4f}; "
+              f"lists with two of one line={twice:.4f}")
     for rule in (False, True):
         share, length = page_rows(shelves["similar (new)"], shelves["complements llr (new)"], titles,
                                   page_rule=rule)

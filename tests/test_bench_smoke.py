@@ -167,8 +167,15 @@ def test_shelf(tmp_path):
         ndcg = re.search(rf"^  {re.escape(label)} +ndcg=([0-9.]+) hit_rate=", out, re.M)
         assert ndcg and 0 < float(ndcg[1]) <= 1, label
         assert re.search(rf"^  {re.escape(label)} +coverage=[01]\.\d+ distinct categories=", out, re.M), label
-    for kind in ("old", "new"):
-        assert re.search(rf"^  overlap similar vs bought together, {kind}: [01]\.\d+$", out, re.M), kind
+    assert re.search(r"^  overlap similar vs bought together, old: [01]\.\d+$", out, re.M)
+    assert re.search(r"^  overlap similar vs bought together, new: [01]\.\d+; without the product-line rule: "
+                     r"[01]\.\d+$", out, re.M)
+    lines = dict(re.findall(r"^  (.+?) +first 5 cards of the item's own product line=([01]\.\d+); "
+                            r"lists with two of one line=[01]\.\d+$", out, re.M))
+    assert set(lines) == {"cooccurrence (old bought together)", "complements llr, no product-line rule",
+                          "complements llr (new)"}, out[-2000:]
+    assert float(lines["complements llr (new)"]) == 0.0
+    assert re.search(r"^  complements llr \(new\) +first 5 cards .*lists with two of one line=0\.0000$", out, re.M)
     pages = dict(re.findall(r"^  product pages \(5 \+ 5 cards\) whose rows share a title, page rule (on|off): "
                             r"([01]\.\d+); cards in the second row [0-5]\.\d\d$", out, re.M))
     assert set(pages) == {"on", "off"} and float(pages["on"]) == 0.0, out[-2000:]

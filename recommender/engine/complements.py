@@ -11,10 +11,16 @@ counts only when ``c_ij >= min_support`` and the items co-occur more often than 
 * ``"lift"``: ``c_ij N / (c_i c_j)`` (how much more often than chance, which favours
   rare pairs).
 
-Near-duplicates of an item are never its complements: other colours of the same product
-(titles equal once colour words are removed) and items whose title vectors have a cosine
-of at least ``duplicate_similarity``. Of several colours of one complement, only the
-best-scored one is kept.
+Near-duplicates of an item are never its complements:
+
+* other colours of the same product (titles equal once colour words are removed);
+* items whose title vectors have a cosine of at least ``duplicate_similarity``;
+* other designs of the same product line: items of the same category whose titles start
+  with the same ``line_words`` words once colour words, numbers and a leading "set of",
+  "pack of" (and the like) are removed ("Hand Warmer Owl Design" and "Hand Warmer Red
+  Love Heart"; Latin-script titles only).
+
+Of several colours or designs of one complement, only the best-scored one is kept.
 
 Example
 -------
@@ -42,7 +48,8 @@ from recommender.engine.content import ItemContentVectorizer, mixed_analyzer
 from recommender.engine.neighbors import ItemItemRecommender
 from recommender.engine.similar import mask_to_pattern
 
-__all__ = ["COLOUR_WORDS", "Complements", "colour_free_keys", "log_likelihood_ratio"]
+__all__ = ["COLOUR_WORDS", "Complements", "colour_free_keys", "log_likelihood_ratio",
+           "product_line_keys"]
 
 #: Words that name a colour (or a finish) in titles: English and Chinese.
 COLOUR_WORDS = (
@@ -54,7 +61,7 @@ COLOUR_WORDS = (
     "红色", "蓝色", "绿色", "黄色", "橙色", "紫色", "粉色", "黑色", "白色", "灰色", "棕色", "米色",
     "金色", "银色", "红", "蓝", "绿", "黄", "橙", "紫", "粉", "黑", "白", "灰", "棕",
 )
-_LATIN = re.compile(r"[^\W\d_]+", re.UNICODE)
+_LATIN = re.compile(r"[a-z\u00c0-\u024f]+")  # Latin-script words of a lowercased title
 _COLOUR_RE = re.compile(
     "|".join(sorted((re.escape(w) for w in COLOUR_WORDS if not w.isascii()), key=len, reverse=True)))
 _COLOURS_ASCII = frozenset(w for w in COLOUR_WORDS if w.isascii())
@@ -67,6 +74,33 @@ def colour_free_keys(titles) -> np.ndarray:
         text = _COLOUR_RE.sub(" ", str(title or "").lower())
         words = [w for w in mixed_analyzer(text) if w not in _COLOURS_ASCII]
         keys.append(" ".join(words))
+    _, codes = np.unique(keys, return_inverse=True)
+    codes = codes.astype(np.int64)
+    codes[np.array([not k for k in keys], dtype=bool)] = -1
+    return codes
+
+
+#: Leading words of a title that name a quantity, not the product ("Set of 3 Cake Tins").
+_QUANTITY_WORDS = frozenset(("set", "sets", "pack", "packs", "box", "boxes", "bag", "bags", "tin",
+                             "tins", "jar", "jars", "roll", "rolls", "pair", "pairs", "string",
+                             "strings", "bundle", "bundles", "sheet", "sheets", "card", "cards"))
+
+
+def product_line_keys(titles, categories=None, words: int = 2) -> np.ndarray:
+    """One integer per title: equal for titles of one category that start with the same
+    ``words`` Latin-script words once colour words, numbers and a leading quantity phrase
+    ("set of 3", "pack of 12") are removed; -1 where a title has fewer such words (or none:
+    CJK titles), or ``words`` is 0."""
+    keys = []
+    for position, title in enumerate(titles):
+        found = [w for w in _LATIN.findall(str(title or "").lower()) if w not in _COLOURS_ASCII]
+        if len(found) > 1 and found[0] in _QUANTITY_WORDS and found[1] == "of":
+            found = found[2:]
+        key = ""
+        if words and len(found) >= words:
+            category = "" if categories is None else str(categories[position] or "").lower()
+            key = category + "\x00" + " ".join(found[:words])
+        keys.append(key)
     _, codes = np.unique(keys, return_inverse=True)
     codes = codes.astype(np.int64)
     codes[np.array([not k for k in keys], dtype=bool)] = -1
@@ -101,6 +135,9 @@ class Complements(ItemItemRecommender):
     duplicate_similarity : float, default 0.8
         Pairs whose title cosine reaches this are near-duplicates, in (0, 1]; 1 keeps
         only the colour rule.
+    line_words : int, default 2
+        Leading title words that name a product line (see the module docstring); 0 turns
+        the product-line rule off.
 
     Notes
     -----
@@ -112,17 +149,19 @@ class Complements(ItemItemRecommender):
     fit_inputs = ("baskets",)
 
     def __init__(self, *, k: int = 100, measure: str = "llr", min_support: int = 3,
-                 duplicate_similarity: float = 0.8):
+                 duplicate_similarity: float = 0.8, line_words: int = 2):
         self.k = k
         self.measure = measure
         self.min_support = min_support
         self.duplicate_similarity = duplicate_similarity
+        self.line_words = line_words
 
     def _validate_params(self):
         check_param("k", self.k, Integral, 1)
         check_param("measure", self.measure, options={"llr", "lift"})
         check_param("min_support", self.min_support, Integral, 1)
         check_param("duplicate_similarity", self.duplicate_similarity, Real, 0, 1, low_open=True)
+        check_param("line_words", self.line_words, Integral, 0)
 
     def _fit(self, X, item_features=None, baskets=None, basket_users=None, **kwargs):
         n = self.n_items_
@@ -136,6 +175,11 @@ class Complements(ItemItemRecommender):
         self.n_baskets_ = int(B.shape[0])
         titles = _titles(item_features, n)
         keys = colour_free_keys(titles) if titles is not None else None
+        lines = None
+        if titles is not None and self.line_words:
+            lines = product_line_keys(titles, _categories(item_features, n), self.line_words)
+            if not (lines >= 0).any():
+                lines = None
         T = None
         if titles is not None and self.duplicate_similarity < 1:
             try:
@@ -151,6 +195,8 @@ class Complements(ItemItemRecommender):
             ok = (co >= support) & (co * total > ci * cj)
             if keys is not None:
                 ok &= ~((keys[rows] == keys[cols]) & (keys[rows] >= 0))
+            if lines is not None:
+                ok &= ~((lines[rows] == lines[cols]) & (lines[rows] >= 0))
             if T is not None and ok.any():
                 pos = np.flatnonzero(ok)
                 same = np.asarray(T[rows[pos]].multiply(T[cols[pos]]).sum(axis=1)).ravel()
@@ -166,11 +212,16 @@ class Complements(ItemItemRecommender):
             return out
 
         S = gram_topk(B, self.k, score)
-        self.similarity_ = _one_per_key(S, keys) if keys is not None else S
+        if keys is not None:
+            S = _one_per_key(S, keys)
+        if lines is not None:
+            S = _one_per_key(S, lines)
+        self.similarity_ = S
 
 
 def _one_per_key(S: sp.csr_matrix, keys: np.ndarray) -> sp.csr_matrix:
-    """``S`` with, in each row, only the best entry of each colour-free key (one colour of a product)."""
+    """``S`` with, in each row, only the best entry of each key (one colour of a product, or
+    one design of a product line); entries whose key is -1 are all kept."""
     rows = np.repeat(np.arange(S.shape[0]), np.diff(S.indptr))
     k = keys[S.indices]
     order = np.lexsort((-S.data, k, rows))
@@ -182,6 +233,14 @@ def _one_per_key(S: sp.csr_matrix, keys: np.ndarray) -> sp.csr_matrix:
     S.data[~keep] = 0
     S.eliminate_zeros()
     return S
+
+
+def _categories(item_features, n):
+    if isinstance(item_features, dict):
+        values = item_features.get("category")
+        if values is not None and len(values) == n:
+            return [str(v or "") for v in values]
+    return None
 
 
 def _titles(item_features, n):

@@ -6,7 +6,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from recommender.engine import Complements, ItemKNN, SimilarItems
-from recommender.engine.complements import colour_free_keys, log_likelihood_ratio
+from recommender.engine.complements import colour_free_keys, log_likelihood_ratio, product_line_keys
 
 # 0-2: one alarm clock in three colours; 3: a wall clock; 4: jelly moulds (kitchen);
 # 5: a coat rack (furniture); 6: cake cases (kitchen)
@@ -82,6 +82,37 @@ def test_complements_keep_one_colour_per_product():
     baskets = csr([[0, 1, 3], [0, 2, 3], [0, 1, 2, 3], [0, 1, 3], [1], [2]], n=4)
     items, _ = Complements(min_support=2).fit(baskets, item_features={"title": titles}).similar_items(0, n=3)
     assert sum(i in (1, 2) for i in items) == 1 and 3 in items
+
+
+def test_complements_leave_out_other_designs_of_the_item_and_keep_one_per_line():
+    # 0-2: one hand warmer line in three designs; 3: a hot-water bottle; 4, 5: two jumbo bags of
+    # one line; 6: a lunch bag (another product, same pattern as bag 4)
+    titles = ["Hand Warmer Red Love Heart", "Hand Warmer Owl Design", "Hand Warmer Scotty Dog Design",
+              "Hot Water Bottle Keep Calm", "Jumbo Bag Red Retrospot", "Jumbo Bag Pink Polkadot",
+              "Lunch Bag Red Retrospot"]
+    items = {"title": titles, "category": ["Warmers"] * 4 + ["Bags"] * 3}
+    baskets = csr([[0, 1, 2, 3], [0, 1, 2, 3], [0, 1, 3], [0, 2, 3], [4, 5, 6], [4, 5, 6], [4, 6], [5]], n=7)
+    model = Complements(min_support=2).fit(baskets, item_features=items)
+    assert list(model.similar_items(0, n=5)[0]) == [3]
+    assert list(model.similar_items(6, n=5)[0]) in ([4], [5])  # one of the two jumbo bags
+    assert set(model.similar_items(4, n=5)[0]) == {6}
+    # the rule off: the other designs are what the hand warmer is "bought with"
+    off = Complements(min_support=2, line_words=0).fit(baskets, item_features=items)
+    assert {1, 2, 3} <= set(off.similar_items(0, n=5)[0])
+    assert set(off.similar_items(6, n=5)[0]) == {4, 5}
+
+
+def test_product_line_keys():
+    titles = ["Hand Warmer Red Love Heart", "Hand Warmer Owl Design", "Set of 3 Cake Tins Pantry Design",
+              "Set of 4 Pantry Jelly Moulds", "Pack of 72 Retrospot Cake Cases", "White Hanging Heart Holder",
+              "Red Hanging Heart Holder", "红色 T恤", "Doormat", "", "Cake Tins Sketchbook"]
+    keys = product_line_keys(titles)
+    assert keys[0] == keys[1] and keys[5] == keys[6]
+    assert keys[2] == keys[10] and len({keys[2], keys[3], keys[4], keys[0]}) == 4
+    assert keys[7] == keys[8] == keys[9] == -1  # no two Latin words
+    # other categories make other lines; 0 words switch the rule off
+    assert len(set(product_line_keys(titles[:2], ["Warmers", "Gifts"]))) == 2
+    assert (product_line_keys(titles, words=0) == -1).all()
 
 
 def test_complements_min_support_and_basket_masking():
