@@ -322,3 +322,27 @@ def test_sync_command_checks_every_name_before_training(settings_for, history):
         call_command("recommender_train", "--sync", "--no-progress", "--algorithm", "popular",
                      "--algorithm", "nope", stdout=io.StringIO())
     assert not TrainingRun.objects.exists()
+
+
+def test_every_item_of_a_user_list_gets_its_reason():
+    # a category page's block is filled from far down the list: items past the tenth need
+    # a "because" too
+    import numpy as np
+    import scipy.sparse as sp
+
+    from recommender.engine import ItemKNN
+    from recommender.training.refresh import _user_list
+
+    rng = np.random.default_rng(0)
+    dense = (rng.random((200, 40)) < 0.3).astype(np.float32)
+    history = [0, 1, 2, 3]
+    dense[0] = 0
+    dense[0, history] = 1.0
+    X = sp.csr_matrix(dense)
+    model = ItemKNN().fit(X)
+    idx, scores = model.recommend(0, X[0], n=30)
+    item_ids = np.arange(1000, 1040)
+    items = _user_list(model, 0, X[0], idx, scores, set(), item_ids, 25)
+    assert len(items) == 25
+    assert all(because in {1000 + h for h in history} for _pk, _score, because in items)
+    assert len({because for *_rest, because in items}) > 1  # varied across the list

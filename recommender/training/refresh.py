@@ -15,8 +15,6 @@ from recommender.serving import published
 from recommender.training import artifacts
 
 Kind = ServedList.Kind
-#: Items per list that get a "because" item; blocks show at most about ten.
-EXPLAIN_TOP = 10
 #: Contributors considered per card, and the share of the largest contribution another
 #: contributor must reach to be named instead (to vary the reasons of a list).
 REASON_CANDIDATES = 3
@@ -264,9 +262,10 @@ def _items(idx, scores, item_ids, because=None):
 
 def _user_list(model, user, row, idx, scores, skip, item_ids, n):
     """A user's list from their ranked candidates: the first ``n`` not in ``skip`` (indices
-    never to show them again), each with its reason."""
+    never to show them again), each with its reason. Every item is explained, not only
+    the first ten: a category page's block is filled from further down the list."""
     picks = [(i, s) for i, s in zip(idx, scores, strict=True) if i >= 0 and i not in skip][:n]
-    because = _because(model, user, row, [i for i, _s in picks[:EXPLAIN_TOP]], item_ids)
+    because = _because(model, user, row, [i for i, _s in picks], item_ids)
     return [[int(item_ids[i]), round(float(s), 6), because[rank] if rank < len(because) else None]
             for rank, (i, s) in enumerate(picks)]
 
