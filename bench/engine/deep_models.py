@@ -4,9 +4,10 @@ Two measurements:
 
 ``refresh``: what a refresh task of the app does with a saved deep model. It trains the
 engine once on the whole dataset (timestamps, item content), saves it, then in a fresh
-interpreter loads it and times one chunk of users the way
-``recommender/training/refresh.py`` does: ``recommend_batch`` (n = 60) for the chunk,
-then ``explain_many`` for each user's top 10, then ``similar_items`` for as many items.
+interpreter loads it and times the engine calls of one chunk of users:
+``recommend_batch`` (n = 60) for the chunk, then ``explain_many`` for each user's top 10
+(``recommender/training/refresh.py`` explains each user's whole list; docs/benchmarks-engine.md
+times that in the app), then ``similar_items`` for as many items.
 It reports whether TensorFlow was imported by that process.
 
 ``accuracy``: the protocol of ``bench/engine/accuracy.py`` (per-user temporal split,
