@@ -74,6 +74,11 @@ def colour_free_keys(titles) -> np.ndarray:
         text = _COLOUR_RE.sub(" ", str(title or "").lower())
         words = [w for w in mixed_analyzer(text) if w not in _COLOURS_ASCII]
         keys.append(" ".join(words))
+    return _codes(keys)
+
+
+def _codes(keys) -> np.ndarray:
+    """One integer per string key, equal for equal keys; -1 for an empty key."""
     _, codes = np.unique(keys, return_inverse=True)
     codes = codes.astype(np.int64)
     codes[np.array([not k for k in keys], dtype=bool)] = -1
@@ -101,10 +106,7 @@ def product_line_keys(titles, categories=None, words: int = 2) -> np.ndarray:
             category = "" if categories is None else str(categories[position] or "").lower()
             key = category + "\x00" + " ".join(found[:words])
         keys.append(key)
-    _, codes = np.unique(keys, return_inverse=True)
-    codes = codes.astype(np.int64)
-    codes[np.array([not k for k in keys], dtype=bool)] = -1
-    return codes
+    return _codes(keys)
 
 
 def _xlogx(x: np.ndarray) -> np.ndarray:
@@ -173,11 +175,11 @@ class Complements(ItemItemRecommender):
         counts = np.asarray(B.getnnz(axis=0), dtype=np.float64)
         total = float(max(B.shape[0], 1))
         self.n_baskets_ = int(B.shape[0])
-        titles = _titles(item_features, n)
+        titles = _column(item_features, "title", n)
         keys = colour_free_keys(titles) if titles is not None else None
         lines = None
         if titles is not None and self.line_words:
-            lines = product_line_keys(titles, _categories(item_features, n), self.line_words)
+            lines = product_line_keys(titles, _column(item_features, "category", n), self.line_words)
             if not (lines >= 0).any():
                 lines = None
         T = None
@@ -235,18 +237,13 @@ def _one_per_key(S: sp.csr_matrix, keys: np.ndarray) -> sp.csr_matrix:
     return S
 
 
-def _categories(item_features, n):
+def _column(item_features, name, n):
+    """The ``name`` field of ``item_features`` as ``n`` strings, or None. A plain list or
+    tuple counts as the titles."""
     if isinstance(item_features, dict):
-        values = item_features.get("category")
-        if values is not None and len(values) == n:
-            return [str(v or "") for v in values]
-    return None
-
-
-def _titles(item_features, n):
-    if isinstance(item_features, dict):
-        titles = item_features.get("title")
-        return [str(t or "") for t in titles] if titles is not None and len(titles) == n else None
-    if isinstance(item_features, (list, tuple)) and len(item_features) == n:
-        return [str(t or "") for t in item_features]
-    return None
+        values = item_features.get(name)
+    elif isinstance(item_features, (list, tuple)) and name == "title":
+        values = item_features
+    else:
+        values = None
+    return [str(v or "") for v in values] if values is not None and len(values) == n else None

@@ -265,9 +265,9 @@ def _user_list(model, user, row, idx, scores, skip, item_ids, n):
     never to show them again), each with its reason. Every item is explained, not only
     the first ten: a category page's block is filled from further down the list."""
     picks = [(i, s) for i, s in zip(idx, scores, strict=True) if i >= 0 and i not in skip][:n]
-    because = _because(model, user, row, [i for i, _s in picks], item_ids)
-    return [[int(item_ids[i]), round(float(s), 6), because[rank] if rank < len(because) else None]
-            for rank, (i, s) in enumerate(picks)]
+    reasons = _because(model, user, row, [i for i, _s in picks], item_ids)
+    return [[int(item_ids[i]), round(float(s), 6), because]
+            for (i, s), because in zip(picks, reasons, strict=True)]
 
 
 def _because(model, user, row, items, item_ids):
