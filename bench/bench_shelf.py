@@ -190,14 +190,22 @@ def page_rows(similar, complements, titles, n=5, page_rule=True):
     return float(np.mean(repeats)), float(np.mean(second))
 
 
-def distinct_reason_share(model, X, users, n=10, served=50):
+def distinct_reason_share(model, X, users, cats, n=10, served=50, category_n=5):
     """Distinct reasons per card of each user's top ``n``: the old rule, ``refresh._because``'s
     rule, and what the serving shows (the top ``served`` list with those reasons, reordered
-    by ``engine.neighbors.capped_reason_order`` as ``serving.candidates.vary_reasons`` does
+    by ``engine.neighbors.capped_reason_order`` as ``serving.candidates.Pipeline`` does
     for a block of ``n``); and the share of blocks in which one history item is the reason
-    of more than half of the cards, for the last two."""
+    of more than half of the cards, for the last two.
+
+    Category pages: for each category with at least 2 items in a user's top ``served``, the
+    block of its first ``category_n`` cards, with the share capped before the category
+    filter (on the whole list) and after it (as ``Pipeline.run`` does): the
+    share of blocks in which one history item names more cards than the cap (half of
+    ``category_n``, rounded up).
+    """
     old_total = new_total = shown_total = cards = shown_cards = 0
     dominated_new = dominated_shown = blocks = 0
+    category_blocks = category_before = category_after = 0
     for u in users:
         row = X[u]
         recs, _s = model.recommend(u, row, n=served)
@@ -216,8 +224,21 @@ def distinct_reason_share(model, X, users, n=10, served=50):
             blocks += 1
             dominated_new += max(Counter(new).values()) > len(new) / 2
             dominated_shown += max(Counter(shown).values()) > len(shown) / 2
-    return (old_total / cards, new_total / cards, shown_total / shown_cards,
-            dominated_new / blocks, dominated_shown / blocks)
+        reordered = capped_reason_order(reasons, category_n)
+        for category, count in Counter(cats[recs].tolist()).items():
+            if count < 2:
+                continue
+            before = [reasons[i] for i in reordered if cats[recs[i]] == category][:category_n]
+            inside = [r for i, r in enumerate(reasons) if cats[recs[i]] == category]
+            after = [inside[i] for i in capped_reason_order(inside, category_n)[:category_n]]
+            cap = -(-category_n // 2)
+            category_blocks += 1
+            category_before += max(Counter(r for r in before if r is not None).values(), default=0) > cap
+            category_after += max(Counter(r for r in after if r is not None).values(), default=0) > cap
+    return {"old": old_total / cards, "new": new_total / cards, "shown": shown_total / shown_cards,
+            "dominated_new": dominated_new / blocks, "dominated_shown": dominated_shown / blocks,
+            "category_blocks": category_blocks, "category_before": category_before / max(category_blocks, 1),
+            "category_after": category_after / max(category_blocks, 1)}
 
 
 def main():
@@ -296,12 +317,14 @@ def main():
     sample = np.sort(rng.choice(eligible, min(args.users, len(eligible)), replace=False))
     start = time.perf_counter()
     hybrid = build_engine("hybrid").fit(weighted, item_features=features)
-    old, new, shown, dominated_new, dominated_shown = distinct_reason_share(hybrid, weighted, sample)
+    shares = distinct_reason_share(hybrid, weighted, sample, cats)
     print(f"\nRecommended for you (hybrid {hybrid.component_names_}, {len(sample)} users with >= 3 items): "
-          f"distinct reasons per card old={old:.3f} new={new:.3f} served={shown:.3f}; blocks with one reason "
-          f"on more than half the cards new={dominated_new:.3f} served={dominated_shown:.3f} "
-          f"({time.perf_counter() - start:.0f} s)")
-
+          f"distinct reasons per card old={shares['old']:.3f} new={shares['new']:.3f} served={shares['shown']:.3f}; "
+          f"blocks with one reason on more than half the cards new={shares['dominated_new']:.3f} "
+          f"served={shares['dominated_shown']:.3f} ({time.perf_counter() - start:.0f} s)")
+    print(f"  category pages ({shares['category_blocks']} blocks of 5, categories with >= 2 items in a user's top 50): "
+          f"one reason on more cards than the cap (3), capped before the category filter="
+          f"{shares['category_before']:.3f}, after it={shares['category_after']:.3f}")
 
 if __name__ == "__main__":
     main()

@@ -185,6 +185,10 @@ def test_shelf(tmp_path):
     assert reasons and int(reasons[1]) == 50, out[-2000:]
     assert all(0 < float(reasons[i]) <= 1 for i in (2, 3, 4)) and all(0 <= float(reasons[i]) <= 1 for i in (5, 6))
     assert float(reasons[4]) >= float(reasons[3])  # the serving's reordering only adds reasons to a block
+    category = re.search(r"category pages \((\d+) blocks of 5, .*capped before the category filter=([0-9.]+), "
+                         r"after it=([0-9.]+)$", out, re.M)
+    assert category and int(category[1]) > 0, out[-2000:]
+    assert float(category[3]) <= float(category[2])  # capping the filtered items never breaks the cap more often
 
 
 @pytest.mark.services

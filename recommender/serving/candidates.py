@@ -120,6 +120,8 @@ def vary_reasons(candidates, n):
 
     A personal list re-scored right after a view can owe its top items to that one view;
     the block then shows those items beside the ones the rest of the history brought.
+    ``Pipeline.run`` orders each source with it, so that the items it fetches are likely
+    the ones it shows, and holds the same share again after its filters.
     """
     if not candidates or n < 1:
         return candidates
@@ -155,8 +157,9 @@ class Pipeline:
     with the same title, nor one with the title of a ``known`` subject item, of the item
     its reason names, or one of ``exclude_titles`` (``title_key``: the titles earlier
     blocks of the page showed);
-    personal candidates are first reordered so that no history item is the reason of
-    more than half of the items (``vary_reasons``).
+    no history item is the reason of more than half of the items (rounded up) while
+    personal candidates with other reasons remain, counted on the items that pass the
+    filters (the others wait, then follow their source's other items).
 
     A source is a callable ``source(pipeline) -> [(pk, score, because_pk, why, algorithm, only_category, run)]``;
     sources after the first are read only when the ones before fall short. Candidates
@@ -184,20 +187,51 @@ class Pipeline:
 
     def run(self, sources):
         results, chosen, titles = Recommendations(), set(), self.titles | self.excluded_titles
+        # Personal cards whose reason already names half the block wait in ``held`` and
+        # follow the other cards of their source. ``vary_reasons`` orders each source the
+        # same way before the filters; this holds the share after them (a category page
+        # keeps a few items of a 50-item list, and the order of the rest does not carry).
+        cap, named, held = -(-self.n // 2), {}, []
+
+        def add(obj, score, because, why, algorithm, run):
+            """Appends the card unless a title rule keeps it out; True if it was appended."""
+            if obj.pk in chosen:
+                return False
+            title = title_key(obj)
+            if title is not None and title in titles:  # the same product in another colour or size
+                if title in self.excluded_titles:
+                    results.skipped_titles.add(title)
+                return False
+            if because is not None and title is not None and title_key(because) == title:
+                return False  # "Because you viewed X": not X again
+            titles.add(title)
+            results.append(Recommendation(obj, score, self._reason(why, obj, because), algorithm,
+                                          because, why, run))
+            chosen.add(obj.pk)
+            return True
+
+        def release():
+            while held and len(results) < self.n:
+                add(*held.pop(0)[1])
+
         pending = list(sources)
-        queue = []  # candidates read from sources, not yet fetched
-        while len(results) < self.n and (queue or pending):
+        queue = []  # (source number, candidate) read from sources, not yet fetched
+        while len(results) < self.n and (queue or pending or held):
+            if held and not queue:  # the held cards come before the next source's
+                release()
+                continue
             # Fetch a window a little larger than what is missing (filters rarely drop
             # more than a few); fetch again if they did. Read the next source only when
             # the queue runs short.
             missing = self.n - len(results)
             window = missing + max(4, missing // 2)
-            while pending and len(queue) < missing:
-                queue.extend(vary_reasons(pending.pop(0)(self), self.n))
+            while pending and len(queue) + len(held) < missing:
+                source = results.sources_read
+                queue.extend((source, c) for c in vary_reasons(pending.pop(0)(self), self.n))
                 results.sources_read += 1
             pool, pooled = [], set()
             while queue and len(pool) < window:
-                candidate = queue.pop(0)
+                source, candidate = queue.pop(0)
                 pk = self.to_pk(candidate[0])
                 if pk in self.excluded:
                     results.skipped.add(pk)
@@ -205,32 +239,32 @@ class Pipeline:
                 if pk in chosen or pk in pooled:
                     continue
                 pooled.add(pk)
-                pool.append((pk, *candidate[1:]))
+                pool.append((source, pk, *candidate[1:]))
             if not pool:
                 continue
-            objects = self._fetch(pool)
-            for pk, score, because_pk, why, algorithm, only_category, run in pool:
+            objects = self._fetch([c[1:] for c in pool])
+            for source, pk, score, because_pk, why, algorithm, only_category, run in pool:
                 obj = objects.get(pk)
                 if pk in self.excluded:
                     results.skipped.add(pk)
                     continue
                 if obj is None or not self._eligible(obj, only_category):
                     continue
-                title = title_key(obj)
-                if title is not None and title in titles:  # the same product in another colour or size
-                    if title in self.excluded_titles:
-                        results.skipped_titles.add(title)
-                    continue
+                if held and source > held[0][0]:
+                    release()
+                    if len(results) >= self.n:
+                        break
                 because = None
                 if because_pk is not None:
                     because_pk = self.to_pk(because_pk)
                     because = self.known.get(because_pk) or objects.get(because_pk)
-                    if title is not None and title_key(because) == title:  # "Because you viewed X": not X again
-                        continue
-                titles.add(title)
-                results.append(Recommendation(obj, score, self._reason(why, obj, because), algorithm,
-                                              because, why, run))
-                chosen.add(pk)
+                card = (obj, score, because, why, algorithm, run)
+                personal = why in PERSONAL_REASONS and because_pk is not None
+                if personal and named.get(because_pk, 0) >= cap:
+                    held.append((source, card))
+                    continue
+                if add(*card) and personal:
+                    named[because_pk] = named.get(because_pk, 0) + 1
                 if len(results) >= self.n:
                     break
         return results

@@ -78,6 +78,28 @@ def test_one_history_item_is_the_reason_of_at_most_half_the_block(shelf, alice, 
     assert pks(serving.recommend_for(alice, n=3)) == [shelf[4].pk, shelf[5].pk, shelf[6].pk]
 
 
+def test_the_reason_share_holds_within_a_category(shelf, alice, publish):
+    """A category page keeps the list's items of one category: the share is counted on those."""
+    mugs = [shelf[4], shelf[5], shelf[6], shelf[7]]
+    recommender.track(alice, shelf[0], "view")
+    recommender.track(alice, shelf[1], "view")
+    # unfiltered, the share for 2 cards moves the bags forward: [mug 4, bag 9, bag 8, mug 5, mug 6, ...]
+    publish("for_user", "hybrid", {alice: [(mugs[0], 0.9, shelf[0]), (shelf[8], 0.8, shelf[0]),
+                                           (mugs[1], 0.7, shelf[0]), (shelf[9], 0.6, shelf[1]),
+                                           (mugs[2], 0.5, shelf[1])]})
+    recs = serving.recommend_for(alice, n=2, category=mugs[0].category)
+    assert pks(recs) == [mugs[0].pk, mugs[2].pk]
+    assert [r.because for r in recs] == [shelf[0], shelf[1]]
+    # a held card comes before the fallbacks (trending): [mug 4, mug 5, mug 6 held, trending]
+    publish("for_user", "hybrid", {alice: [(mugs[0], 0.9, shelf[0]), (mugs[1], 0.8, shelf[0]),
+                                           (shelf[8], 0.7, shelf[1]), (mugs[2], 0.6, shelf[0])]})
+    subject = candidates.category_subject(mugs[0].category)
+    publish("trending", "trending", {0: ranked([mugs[3]]), subject: ranked([mugs[3]])})
+    recs = serving.recommend_for(alice, n=4, category=mugs[0].category)
+    assert pks(recs) == [mugs[0].pk, mugs[1].pk, mugs[2].pk, mugs[3].pk]
+    assert recs[3].kind == "trending"
+
+
 def test_reasons_are_not_capped_in_item_blocks():
     similar = [(pk, 1.0 - pk / 10, 1, "similar", "similar", None, None) for pk in range(5)]
     assert candidates.vary_reasons(similar, 2) == similar
