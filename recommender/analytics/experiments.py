@@ -260,10 +260,11 @@ _recorded = OrderedDict()
 _RECORDED_MAX = 10_000
 
 
-def record_exposure(assignment, key, user=None, session_key=""):
+def record_exposure(assignment, key, user=None, session_key="", user_id=None):
     """Record that ``key`` was exposed to ``assignment``'s variant (one INSERT, ignored when known).
 
-    A process remembers the last 10,000 exposures it recorded and skips them.
+    ``user`` (a user object) or ``user_id`` names a logged-in visitor. A process remembers
+    the last 10,000 exposures it recorded and skips them.
     """
     from recommender.models import Exposure
 
@@ -272,11 +273,39 @@ def record_exposure(assignment, key, user=None, session_key=""):
     seen = (assignment.experiment_id, key)
     if seen in _recorded:
         return False
-    user = user if user is not None and getattr(user, "is_authenticated", False) else None
+    if user is not None and getattr(user, "is_authenticated", False):
+        user_id = user.pk
     Exposure.objects.bulk_create([Exposure(experiment_id=assignment.experiment_id, variant=assignment.variant,
-                                           key=key, user=user, session_key="" if user else session_key)],
+                                           key=key, user_id=user_id,
+                                           session_key="" if user_id is not None else session_key)],
                                  ignore_conflicts=True)
     _recorded[seen] = True
     while len(_recorded) > _RECORDED_MAX:
         _recorded.popitem(last=False)
     return True
+
+
+def governs(block):
+    """Whether a running experiment governs ``block`` (this process's copy; no query once warm)."""
+    return block in _running.get()
+
+
+def assigned(request, block):
+    """``(algorithm, show)`` of the visitor of ``request`` for ``block``.
+
+    ``algorithm`` is the variant's algorithm when a running experiment governs the block
+    (the exposure is recorded), else None (serve as usual); ``show`` is False for a
+    "no block" control. A visitor with neither a login nor a session is left out. The
+    template tags and the recommendation endpoints call it when they are not given an
+    algorithm.
+    """
+    session = getattr(request, "session", None)
+    session_key = getattr(session, "session_key", None) or ""
+    user = getattr(request, "user", None)
+    user = user if user is not None and getattr(user, "is_authenticated", False) else None
+    key = assignment_key(user, session_key, session)
+    assignment = algorithm_for(block, key=key)
+    if assignment is None:
+        return None, True
+    record_exposure(assignment, key, user=user, session_key=session_key)
+    return assignment.algorithm, assignment.algorithm is not None

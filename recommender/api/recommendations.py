@@ -58,6 +58,18 @@ def paginate(request, results, limit, offset):
             "results": [recommendation_data(rec) for rec in results[offset:offset + limit]]}
 
 
+def assigned(request, block, params):
+    """``(algorithm, show)``: ``?algorithm=`` when given, else the variant a running
+    experiment assigns this visitor for ``block`` (``analytics.experiments.assigned``,
+    which records the exposure), else None (the default). ``show`` is False for a "no
+    block" control: the endpoint then answers an empty page."""
+    if params.get("algorithm") is not None:
+        return params["algorithm"], True
+    from recommender.analytics import experiments
+
+    return experiments.assigned(request, block)
+
+
 class _RecommendationView(APIDefaultsMixin, DescribedView, APIView):
     permission_classes = [AllowAny]
     throttle_classes = [RecommendationsAnonThrottle, RecommendationsUserThrottle]
@@ -96,12 +108,16 @@ class RecommendationsView(_RecommendationView):
             target = get_user_model()._default_manager.filter(pk=params["user"]).first()
             if target is None:
                 raise ValidationError({"user": [_("No user with key “%(key)s”.") % {"key": params["user"]}]})
-        algorithm = rec_settings.list_algorithm("for_user", params.get("algorithm"))
+        chosen, show = assigned(request, "recommended_for_you", params) if target is user else (None, True)
+        if not show:
+            return self.page(request, [], params)
+        algorithm = rec_settings.list_algorithm("for_user", chosen or params.get("algorithm"))
         found = None
         if target is not None and fastpath is not None:
-            # the fast path's lookup, unless it was made for another user or query
+            # the fast path's lookup, unless it was made for another user, query or algorithm
             found = fastpath.lookup
-            if found is None or found.key != responses.response_key(request, target.pk):
+            if (found is None or found.key != responses.response_key(request, target.pk)
+                    or fastpath.algorithm != algorithm):
                 found = responses.lookup(request, target.pk, algorithm)
             if found.body is not None:
                 return self.cached(request, found.body)
@@ -138,10 +154,10 @@ class _SharedListView(_RecommendationView):
 
     kind = None
 
-    def page(self, request, recommendations, params, fastpath=None):
+    def page(self, request, recommendations, params, fastpath=None, variant=None):
         data = paginate(request, recommendations, params["limit"], params["offset"])
         if fastpath is not None:
-            store_shared(request, recommendations, data, self.kind, params, fastpath)
+            store_shared(request, recommendations, data, self.kind, params, fastpath, variant)
         return Response(data)
 
 
@@ -154,10 +170,13 @@ class _ItemListView(_SharedListView):
                    responses={200: RecommendationPageSerializer, **errors(400, 404, 429, 503)})
     def get(self, request, pk, fastpath=None):
         params = self.query(request)
-        recs = type(self).recommend(_item(pk), n=max_results(), algorithm=params.get("algorithm"),
-                                    request=request, category=params.get("category"),
-                                    exclude=params.get("exclude", ()))
-        return self.page(request, recs, params, fastpath)
+        item = _item(pk)
+        algorithm, show = assigned(request, self.block, params)
+        if not show:
+            return self.page(request, [], params)
+        recs = type(self).recommend(item, n=max_results(), algorithm=algorithm, request=request,
+                                    category=params.get("category"), exclude=params.get("exclude", ()))
+        return self.page(request, recs, params, fastpath, _variant(algorithm, params))
 
 
 class SimilarItemsView(_ItemListView):
@@ -165,6 +184,7 @@ class SimilarItemsView(_ItemListView):
 
     recommend = staticmethod(serving.similar_items)
     kind = "similar"
+    block = "similar_items"
 
 
 class BoughtTogetherView(_ItemListView):
@@ -172,6 +192,7 @@ class BoughtTogetherView(_ItemListView):
 
     recommend = staticmethod(serving.bought_together)
     kind = "bought_together"
+    block = "bought_together"
 
 
 class TrendingView(_SharedListView):
@@ -183,23 +204,32 @@ class TrendingView(_SharedListView):
                    responses={200: RecommendationPageSerializer, **errors(400, 429, 503)})
     def get(self, request, fastpath=None):
         params = self.query(request)
+        algorithm, show = assigned(request, "trending", params)
+        if not show:
+            return self.page(request, [], params)
         recs = serving.trending(n=max_results(), category=params.get("category"), request=request,
-                                algorithm=params.get("algorithm"), exclude=params.get("exclude", ()))
-        return self.page(request, recs, params, fastpath)
+                                algorithm=algorithm, exclude=params.get("exclude", ()))
+        return self.page(request, recs, params, fastpath, _variant(algorithm, params))
 
 
-def store_shared(request, recommendations, data, kind, params, fastpath):
+def _variant(algorithm, params):
+    """The experiment's variant that chose ``algorithm`` (``assigned``), or None."""
+    return algorithm if params.get("algorithm") is None else None
+
+
+def store_shared(request, recommendations, data, kind, params, fastpath, variant=None):
     """Store a response made for an anonymous visitor after the fast path's shared lookup missed.
 
     A page made only of the watched list's items (``kind``) is kept while that list and
     the items are unchanged; a page that shows fallback items (popular), whose list is not
-    in the fingerprint, only for a minute.
+    in the fingerprint, only for a minute. ``variant``: the experiment's variant the
+    response was made for; it is stored for that variant's visitors only.
     """
     found = fastpath.shared
     user = getattr(request, "user", None)
     if found is None or (user is not None and user.is_authenticated):
         return
-    if found.key != responses.response_key(request, "anon"):
+    if found.key != responses.response_key(request, responses.shared_subject(variant)):
         return
     shown = recommendations[params["offset"]:params["offset"] + params["limit"]]
     fresh = all(rec.kind == kind for rec in shown)

@@ -20,6 +20,12 @@ from recommender.serving import published
 #: A response whose page holds fallback items (history, trending) is kept this long only.
 SHORT_TIMEOUT = 60
 
+def shared_subject(variant=None):
+    """The subject of an anonymous visitors' shared response: "anon", or "anon:<algorithm>"
+    for the visitors an experiment gives that variant."""
+    return "anon" if variant is None else f"anon:{variant}"
+
+
 def response_key(request, user_pk):
     query = sorted((key, tuple(values)) for key, values in request.GET.lists())
     raw = f"{get_language()}|{request.scheme}://{request.get_host()}{request.path}|{query}"

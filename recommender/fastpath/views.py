@@ -49,12 +49,14 @@ class FastPath:
     - ``shared``: the same for the anonymous visitors' shared response.
     - ``counted``: the request already counted in the throttle's window, and the verdict
       (:class:`~recommender.api.throttling.Counted`), read by the DRF throttle.
+    - ``algorithm``: the list algorithm ``lookup`` was made for (an experiment's variant, or
+      the default); DRF stores its response under ``lookup`` only if it served the same.
     """
 
-    __slots__ = ("lookup", "shared", "counted")
+    __slots__ = ("lookup", "shared", "counted", "algorithm")
 
     def __init__(self):
-        self.lookup = self.shared = self.counted = None
+        self.lookup = self.shared = self.counted = self.algorithm = None
 
 
 def _drf(drf_view, request, context, args, kwargs):
@@ -92,6 +94,40 @@ def _counted_lookup(request, context, throttle, ident, counted_as, subject, watc
     allowed = throttle.judge(count)
     context.counted = Counted(throttle.scope, counted_as, allowed, throttle.wait_time)
     return found, allowed
+
+
+class _Control(Exception):
+    """The visitor is in a "no block" control: DRF answers its empty page."""
+
+
+def _assignment(block, request, own_key):
+    """``(assignment, key)``: the visitor's variant for ``block`` when a running experiment
+    governs it and the request names no algorithm, else ``(None, "")``; ``own_key`` is the
+    visitor's assignment key unless the session carries one across login.
+
+    Raises :class:`_Control` for a "no block" control. No query once warm (the process's
+    copy of the running experiments, ``analytics.experiments``).
+    """
+    if "algorithm" in request.GET:
+        return None, ""
+    from recommender.analytics import experiments
+
+    if not experiments.governs(block):
+        return None, ""
+    session = getattr(request, "session", None)
+    key = (session.get(experiments.SESSION_KEY) if session is not None else None) or own_key
+    assignment = experiments.algorithm_for(block, key=key)
+    if assignment is not None and assignment.algorithm is None:
+        raise _Control
+    return assignment, key
+
+
+def _record(assignment, key, user_id=None, session_key=""):
+    """Record the exposure of a visitor served a stored response (skipped when known)."""
+    if assignment is not None:
+        from recommender.analytics import experiments
+
+        experiments.record_exposure(assignment, key, user_id=user_id, session_key=session_key)
 
 
 def _stored_response(body):
@@ -142,14 +178,23 @@ def recommendations_view(request, *args, **kwargs):
         if not throttle.allow_request(request, None):
             return _drf(_drf_recommendations, request, context, args, kwargs)  # DRF answers the 429
         context.counted = Counted(throttle.scope, pk, True, None)
-    algorithm = rec_settings.list_algorithm("for_user", request.GET.get("algorithm"))
+    try:
+        assignment, key = _assignment("recommended_for_you", request, f"u:{pk}")
+    except (_Control, DatabaseError):  # an empty page, or the experiments could not be read: DRF
+        return _drf(_drf_recommendations, request, context, args, kwargs)
+    variant = assignment.algorithm if assignment is not None else None
+    algorithm = rec_settings.list_algorithm("for_user", variant or request.GET.get("algorithm"))
     found, allowed = _counted_lookup(request, context, throttle, pk, pk, pk,
                                      responses.user_watched(pk, algorithm),
                                      extra=[identity.auth_key(pk)] if claim is not None else ())
     verified = claim is None or identity.verify(claim, found.extra[0])
     if verified and allowed and found.body is not None:
+        try:
+            _record(assignment, key, user_id=pk)
+        except DatabaseError:
+            return _drf(_drf_recommendations, request, context, args, kwargs)
         return _stored_response(found.body)
-    context.lookup = found
+    context.lookup, context.algorithm = found, algorithm
     response = _drf(_drf_recommendations, request, context, args, kwargs)
     if claim is not None and not verified:
         user = request.user  # resolved by DRF's session authentication
@@ -178,28 +223,39 @@ def _anonymous(request):
     return user is None or not user.is_authenticated
 
 
-def _shared_list_view(drf_view, watched_lists):
-    """Wrap a DRF list view with the anonymous fast path; ``watched_lists(request, kwargs)``
-    names the lists its response is made from (None: no fast path for this request)."""
+def _shared_list_view(drf_view, watched_lists, block):
+    """Wrap a DRF list view with the anonymous fast path; ``watched_lists(request, kwargs,
+    variant)`` names the lists its response is made from (None: no fast path for this
+    request). While an experiment governs ``block``, the visitors of one variant share one
+    stored response (``responses.shared_subject``)."""
 
     def view(request, *args, **kwargs):
         if not fastpath.enabled() or published.cache_down():  # Redis unreachable: the plain path
             return drf_view(request, *args, **kwargs)
         context = FastPath()
+        assignment, key, session_key = None, "", None
         try:
             plain = not _eligible(request) or not _anonymous(request)
-        except DatabaseError:  # the session could not be read: DRF answers (a JSON 503)
+            if not plain:
+                session_key = getattr(getattr(request, "session", None), "session_key", None)
+                assignment, key = _assignment(block, request, f"s:{session_key}" if session_key else "")
+        except (_Control, DatabaseError):  # an empty page, or the session could not be read: DRF
             plain = True
         if plain:
             return _drf(drf_view, request, context, args, kwargs)
-        lists = watched_lists(request, kwargs)
+        variant = assignment.algorithm if assignment is not None else None
+        lists = watched_lists(request, kwargs, variant)
         throttle = RecommendationsAnonThrottle()
         if lists is None or (throttle.rate is not None and published.backend()[1] is None):
             return _drf(drf_view, request, context, args, kwargs)
         watched = [published.cache_key(*key) for key in lists] + [serving.ITEMS_TOKEN_KEY]
-        found, allowed = _counted_lookup(request, context, throttle, throttle.get_ident(request), None, "anon",
-                                         watched)
+        found, allowed = _counted_lookup(request, context, throttle, throttle.get_ident(request), None,
+                                         responses.shared_subject(variant), watched)
         if allowed and found.body is not None:
+            try:
+                _record(assignment, key, session_key=session_key or "")
+            except DatabaseError:
+                return _drf(drf_view, request, context, args, kwargs)
             return _stored_response(found.body)
         context.shared = found
         return _drf(drf_view, request, context, args, kwargs)
@@ -216,25 +272,26 @@ def _item_key(kwargs):
 
 
 def _one_list(kind):
-    def lists(request, kwargs):
+    def lists(request, kwargs, variant):
         pk = _item_key(kwargs)
         if pk is None:
             return None  # DRF answers the 404
-        return [(kind, rec_settings.list_algorithm(kind, request.GET.get("algorithm")), pk)]
+        return [(kind, rec_settings.list_algorithm(kind, variant or request.GET.get("algorithm")), pk)]
     return lists
 
 
-similar_items_view = _shared_list_view(SimilarItemsView.as_view(), _one_list("similar"))
-bought_together_view = _shared_list_view(BoughtTogetherView.as_view(), _one_list("bought_together"))
+similar_items_view = _shared_list_view(SimilarItemsView.as_view(), _one_list("similar"), "similar_items")
+bought_together_view = _shared_list_view(BoughtTogetherView.as_view(), _one_list("bought_together"),
+                                         "bought_together")
 
 
-def _trending_lists(request, kwargs):
+def _trending_lists(request, kwargs, variant):
     """The site's trending list and, with ``?category=``, the category's own list (read first)."""
-    algorithm = rec_settings.list_algorithm("trending", request.GET.get("algorithm"))
+    algorithm = rec_settings.list_algorithm("trending", variant or request.GET.get("algorithm"))
     lists = [("trending", algorithm, 0)]
     if request.GET.get("category"):
         lists.append(("trending", algorithm, serving.category_subject(request.GET["category"])))
     return lists
 
 
-trending_view = _shared_list_view(TrendingView.as_view(), _trending_lists)
+trending_view = _shared_list_view(TrendingView.as_view(), _trending_lists, "trending")

@@ -305,15 +305,7 @@ def _assigned(context, block, algorithm):
         return algorithm, True
     from recommender.analytics import experiments
 
-    session = getattr(request, "session", None)
-    session_key = getattr(session, "session_key", None) or ""
-    user = _user(request)
-    key = experiments.assignment_key(user, session_key, session)
-    assignment = experiments.algorithm_for(block, key=key)
-    if assignment is None:
-        return None, True
-    experiments.record_exposure(assignment, key, user=user, session_key=session_key)
-    return assignment.algorithm, assignment.algorithm is not None
+    return experiments.assigned(request, block)
 
 
 def _trending_title(category):
