@@ -2,7 +2,7 @@
 
 Layout of a saved engine directory::
 
-    model.json      class path, hyperparameters, scalar learned attributes
+    model.json      class path, recommender version, hyperparameters, scalar learned attributes
     arrays.npz      numpy arrays (learned attributes ending in ``_``)
     <name>.npz      scipy.sparse matrices (``scipy.sparse.save_npz``)
     <name>.joblib   other Python objects (scikit-learn transformers)
@@ -10,6 +10,9 @@ Layout of a saved engine directory::
 
 Engines may add files through ``_save_extra(path)`` / ``_load_extra(path)`` (the deep
 engine writes its Keras ``.keras`` file that way).
+
+Loading refuses, with a ``ValueError`` naming them, hyperparameters that the engine class
+does not take: a model trained by a newer version read by a process not yet upgraded.
 """
 
 from __future__ import annotations
@@ -23,6 +26,12 @@ import numpy as np
 import scipy.sparse as sp
 
 _SCALARS = (bool, int, float, str, type(None))
+
+
+def _version() -> str:
+    from recommender import __version__
+
+    return __version__
 
 
 def _is_engine(obj) -> bool:
@@ -44,7 +53,7 @@ def save_engine(model, path: str | os.PathLike) -> None:
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     meta: dict = {"class": f"{type(model).__module__}.{type(model).__qualname__}",
-                  "format": 1, "scalars": {}, "engines": {}, "engine_lists": {}}
+                  "format": 1, "version": _version(), "scalars": {}, "engines": {}, "engine_lists": {}}
     params = model.get_params()
     if _jsonable(params):
         meta["params"] = params
@@ -95,6 +104,13 @@ def load_engine(path: str | os.PathLike, allowed: frozenset[str] = frozenset()):
         raise ValueError(f"Refusing to load engine class {meta['class']!r} from {path}.")
     cls = getattr(importlib.import_module(module), name)
     params = meta["params"] if "params" in meta else joblib.load(path / "params.joblib")
+    unknown = sorted(set(params) - set(cls._param_names()))
+    if unknown:
+        saved_by = meta.get("version", "an unknown version")
+        raise ValueError(
+            f"{path} holds a {name} saved by recommender {saved_by} with parameters that this "
+            f"process's recommender {_version()} does not know: {', '.join(unknown)}. Upgrade this "
+            f"process (web server or worker) to the version that trained the model.")
     model = cls(**params)
     for key, value in meta["scalars"].items():
         setattr(model, key, value)

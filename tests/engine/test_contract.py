@@ -118,6 +118,24 @@ def test_save_load_round_trip(name, interactions, tmp_path):
     assert type(RecommenderBase.load(tmp_path / name)) is type(model)
 
 
+def test_a_parameter_of_a_newer_version_is_refused_by_name(interactions, tmp_path):
+    """A process not yet upgraded reads a model trained by a newer version: a clear error."""
+    import json
+
+    import recommender
+    from recommender.engine.base import RecommenderBase
+
+    model = fitted_engine("itemknn")
+    model.save(tmp_path / "m")
+    meta = json.loads((tmp_path / "m" / "model.json").read_text())
+    assert meta["version"] == recommender.__version__
+    meta["params"]["line_words"], meta["version"] = 2, "9.9"
+    (tmp_path / "m" / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match=r"saved by recommender 9\.9 with parameters that this process's "
+                                         r"recommender .* does not know: line_words\. Upgrade this process"):
+        RecommenderBase.load(tmp_path / "m")
+
+
 @pytest.mark.parametrize("name", ALL)
 def test_not_fitted_error(name, interactions):
     X, _ = interactions
