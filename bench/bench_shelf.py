@@ -17,7 +17,11 @@ product stock codes only) with the demo's categories (``shopdemo.shop.categories
   cards left in the second row;
 * the share of recommended-for-you cards (Hybrid, 10 per user, users with >= 3 history
   items) whose reason differs from every earlier card's reason in the same list, with the
-  old reason rule (weighted history, top contributor) and the new one (``refresh._because``);
+  old reason rule (weighted history, top contributor) and the new one (``refresh._because``),
+  and on category pages with the one-reason share held before and after the category filter;
+* blocks of 5 with 3 or more designs of one product line, in recommended-for-you and in
+  each category's trending block, and the recommended-for-you NDCG@10, with and without
+  the serving's ``SAME_LINE_CAP`` of 2;
 * NDCG@10 of each algorithm on the held-out split of bench/engine/accuracy.py (per user,
   the latest 20% held out; users with < 5 interactions stay in train).
 
@@ -26,7 +30,7 @@ builds them; the data has no views, so SimilarItems is content only here.
 
 Usage::
 
-    .venv/bin/python bench/bench_shelf.py            # about 1 minute on 2 cores
+    .venv/bin/python bench/bench_shelf.py            # about 3 minutes on 2 cores
     .venv/bin/python bench/bench_shelf.py --users 400
     .venv/bin/python bench/bench_shelf.py --smoke    # 300 customers x 300 products, 50 users: seconds
 """
@@ -241,6 +245,49 @@ def distinct_reason_share(model, X, users, cats, n=10, served=50, category_n=5):
             "category_after": category_after / max(category_blocks, 1)}
 
 
+def line_heavy(block, lines, at_least=3):
+    """Whether ``block`` (item indices) holds ``at_least`` items of one product line."""
+    keys = [lines[j] for j in block if lines[j] >= 0]
+    return bool(keys) and max(Counter(keys).values()) >= at_least
+
+
+def line_capped(ranked, lines, n, cap=2):
+    """The first ``n`` of ``ranked`` with at most ``cap`` items of one product line while
+    other items remain, as ``serving.candidates.Pipeline`` serves them (``SAME_LINE_CAP``)."""
+    keys = [lines[j] if lines[j] >= 0 else None for j in ranked]
+    return [ranked[i] for i in capped_reason_order(keys, n, cap=cap)[:n]]
+
+
+def same_line_figures(model, train, test, lines, cats, T, served=50):
+    """The line cap on "recommended for you" (``model``'s held-out top ``served`` lists) and on
+    each category's trending block (its items bought most in the last 30 days of train):
+    NDCG@10 with and without the cap, and the share of 5-card blocks with 3 or more items of
+    one product line, without and with it."""
+    evaluated = np.flatnonzero(test.getnnz(axis=1) > 0)
+    recs, _s = model.recommend_batch(evaluated, train[evaluated], n=served)
+    capped = np.array([line_capped([j for j in row if j >= 0], lines, 10) + [-1] * 10 for row in recs])[:, :10]
+    counts, n_users = train.getnnz(axis=0), train.shape[0]
+    plain = ranking_metrics(recs[:, :10], test[evaluated], 10, counts, n_users)["ndcg"]
+    with_cap = ranking_metrics(capped, test[evaluated], 10, counts, n_users)["ndcg"]
+    heavy = np.mean([line_heavy([j for j in row[:5] if j >= 0], lines) for row in recs])
+    heavy_capped = np.mean([line_heavy(line_capped([j for j in row if j >= 0], lines, 5), lines) for row in recs])
+    recent = T.copy()
+    recent.data = (recent.data >= recent.data.max() - 30 * 86_400).astype(np.float32)
+    sold = np.asarray(recent.sum(axis=0)).ravel()
+    blocks = blocks_capped = n_blocks = 0
+    for category in np.unique(cats):
+        members = np.flatnonzero((cats == category) & (sold > 0))
+        if len(members) < 5:
+            continue
+        ranked = members[np.argsort(-sold[members], kind="stable")].tolist()
+        n_blocks += 1
+        blocks += line_heavy(ranked[:5], lines)
+        blocks_capped += line_heavy(line_capped(ranked, lines, 5), lines)
+    return {"ndcg": plain, "ndcg_capped": with_cap, "heavy": heavy, "heavy_capped": heavy_capped,
+            "categories": n_blocks, "trending_heavy": blocks / max(n_blocks, 1),
+            "trending_heavy_capped": blocks_capped / max(n_blocks, 1)}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--users", type=int, help="users sampled for the reasons figure (default 300; 50 with --smoke)")
@@ -258,7 +305,7 @@ def main():
     print(f"{users.max() + 1} customers, {n_items} products, {len(users)} order lines "
           f"({time.perf_counter() - t0:.0f} s)", flush=True)
     u1, i1, t1 = first_seen(users, items, ts)
-    train, test, _T = temporal_split(u1, i1, t1, n_items)
+    train, test, T = temporal_split(u1, i1, t1, n_items)
     B, owners = baskets_of(users, items, ts, n_items)
     X_full = sp.csr_matrix((np.ones(len(u1), np.float32), (u1, i1)), shape=train.shape)
     engines = {
@@ -325,6 +372,14 @@ def main():
     print(f"  category pages ({shares['category_blocks']} blocks of 5, categories with >= 2 items in a user's top 50): "
           f"one reason on more cards than the cap (3), capped before the category filter="
           f"{shares['category_before']:.3f}, after it={shares['category_after']:.3f}")
+    start = time.perf_counter()
+    held_out = build_engine("hybrid").fit(train, item_features=features)
+    lines_ = same_line_figures(held_out, train, test, lines, cats, T)
+    print(f"\nAt most 2 designs of a product line (SAME_LINE_CAP): recommended for you (hybrid, held-out split) "
+          f"ndcg={lines_['ndcg']:.4f} -> {lines_['ndcg_capped']:.4f}; blocks of 5 with >= 3 of one line "
+          f"{lines_['heavy']:.3f} -> {lines_['heavy_capped']:.3f}; trending in a category "
+          f"({lines_['categories']} categories) {lines_['trending_heavy']:.3f} -> "
+          f"{lines_['trending_heavy_capped']:.3f} ({time.perf_counter() - start:.0f} s)")
 
 if __name__ == "__main__":
     main()

@@ -30,6 +30,7 @@ INTEGERS = (
     ("RETRAIN_AFTER_INTERACTIONS", 1, None, True),
     ("TRUSTED_PROXY_COUNT", 0, None, True),
     ("API_MAX_JSON_DEPTH", 3, None, True),
+    ("SAME_LINE_CAP", 0, None, False),
 )
 
 

@@ -153,6 +153,10 @@ DEFAULTS = {
     # Seconds the items shown by blocks and the API are cached as model instances, until
     # any item is saved or deleted (recommender.serving); None: one query per block.
     "ITEM_CACHE_TIMEOUT": 600,
+    # At most this many designs of one product line (one category, titles starting with the
+    # same two words once colours and numbers are removed) in a "recommended for you",
+    # trending or popular list while other items remain; the others follow. 0: no limit.
+    "SAME_LINE_CAP": 2,
     # Seconds between a process's background thread adding its fast-path throttle counts
     # to Redis (one round trip; recommender.fastpath.throttle_counts); 0 or None: count
     # every request in Redis at once.
@@ -241,6 +245,7 @@ class RecommenderSettings:
     BLOCK_CACHE_TIMEOUT: int | None
     ADD_TO_CART_URL: str | None
     ITEM_CACHE_TIMEOUT: int | None
+    SAME_LINE_CAP: int
     THROTTLE_SYNC_INTERVAL: float | None
     SCHEDULE: dict[str, str | None]
     ATTRIBUTION_WINDOW_HOURS: float

@@ -200,6 +200,12 @@ def test_shelf(tmp_path):
                          r"after it=([0-9.]+)$", out, re.M)
     assert category and int(category[1]) > 0, out[-2000:]
     assert float(category[3]) <= float(category[2])  # capping the filtered items never breaks the cap more often
+    lines = re.search(r"^At most 2 designs of a product line \(SAME_LINE_CAP\): .* ndcg=([0-9.]+) -> ([0-9.]+); "
+                      r"blocks of 5 with >= 3 of one line ([0-9.]+) -> ([0-9.]+); trending in a category "
+                      r"\((\d+) categories\) ([0-9.]+) -> ([0-9.]+)", out, re.M)
+    assert lines and 0 < float(lines[2]) <= 1 and int(lines[5]) > 0, out[-2000:]
+    # with other lines among the top 50, no block of 5 keeps 3 designs of one line
+    assert float(lines[4]) <= float(lines[3]) and float(lines[7]) <= float(lines[6])
 
 
 @pytest.mark.services

@@ -42,6 +42,7 @@ def test_capped_reason_order():
     assert capped_reason_order([7, 7, 7, 7], 4) == [0, 1, 2, 3]  # one reason only: the list's order
     assert capped_reason_order([7, 3, 7, 7, 7, 3], 3) == [0, 1, 2, 5, 3, 4]  # 3 -> at most 2 of a reason
     assert capped_reason_order([None] * 3, 1) == [0, 1, 2]
+    assert capped_reason_order([7, 7, 7, 3, 7], 4, cap=1) == [0, 3, 1, 2, 4]  # an explicit cap
     with pytest.raises(ValueError):
         capped_reason_order([7], 0)
 

@@ -96,17 +96,19 @@ def product_line_keys(titles, categories=None, words: int = 2) -> np.ndarray:
     ``words`` Latin-script words once colour words, numbers and a leading quantity phrase
     ("set of 3", "pack of 12") are removed; -1 where a title has fewer such words (or none:
     CJK titles), or ``words`` is 0."""
-    keys = []
-    for position, title in enumerate(titles):
-        found = [w for w in _LATIN.findall(str(title or "").lower()) if w not in _COLOURS_ASCII]
-        if len(found) > 1 and found[0] in _QUANTITY_WORDS and found[1] == "of":
-            found = found[2:]
-        key = ""
-        if words and len(found) >= words:
-            category = "" if categories is None else str(categories[position] or "").lower()
-            key = category + "\x00" + " ".join(found[:words])
-        keys.append(key)
-    return _codes(keys)
+    return _codes([line_key(title, None if categories is None else categories[position], words) or ""
+                   for position, title in enumerate(titles)])
+
+
+def line_key(title, category=None, words: int = 2) -> str | None:
+    """The product line of one title, as a string (see :func:`product_line_keys`); None
+    where the title has fewer than ``words`` such words, or ``words`` is 0."""
+    found = [w for w in _LATIN.findall(str(title or "").lower()) if w not in _COLOURS_ASCII]
+    if len(found) > 1 and found[0] in _QUANTITY_WORDS and found[1] == "of":
+        found = found[2:]
+    if not words or len(found) < words:
+        return None
+    return str(category or "").lower() + "\x00" + " ".join(found[:words])
 
 
 def _xlogx(x: np.ndarray) -> np.ndarray:

@@ -162,9 +162,9 @@ def varied_reasons(contributions: list[list[tuple[int, float]]], tolerance: floa
     return out
 
 
-def capped_reason_order(reasons: list, n: int) -> list[int]:
+def capped_reason_order(reasons: list, n: int, cap: int | None = None) -> list[int]:
     """Positions of a ranked list, reordered so that one reason names at most half of ``n``
-    (rounded up) of the first items while items with other reasons remain.
+    (rounded up; or ``cap``) of the first items while items with other reasons remain.
 
     ``reasons`` holds each item's reason (a history item) in rank order, None for an item
     that is not capped. Items over the cap keep their order after the others.
@@ -175,7 +175,7 @@ def capped_reason_order(reasons: list, n: int) -> list[int]:
     [0, 1, 3, 4, 2]
     """
     check_param("n", n, Integral, 1)
-    cap = -(-n // 2)
+    cap = -(-n // 2) if cap is None else cap
     kept, later, named = [], [], {}
     for position, reason in enumerate(reasons):
         if reason is not None:

@@ -14,6 +14,7 @@ from django.utils.functional import cached_property
 from django.utils.translation import gettext as _
 
 from recommender.conf import rec_settings
+from recommender.engine.complements import line_key
 from recommender.engine.neighbors import capped_reason_order
 from recommender.serving import published
 
@@ -111,6 +112,10 @@ def _fold(title):
 
 #: Kinds of candidates whose reason names one of the visitor's own history items.
 PERSONAL_REASONS = ("for_user", "history")
+#: Kinds of candidates of which a list shows at most ``SAME_LINE_CAP`` designs of one product
+#: line while other items remain ("similar items" are often other designs on purpose;
+#: "customers also bought" keeps one design of each line when it is trained).
+LINE_CAPPED = ("for_user", "history", "trending", "popular")
 
 
 def vary_reasons(candidates, n):
@@ -158,7 +163,9 @@ class Pipeline:
     its reason names, or one of ``exclude_titles`` (``title_key``: the titles earlier
     blocks of the page showed);
     no history item is the reason of more than half of the items (rounded up) while
-    personal candidates with other reasons remain, counted on the items that pass the
+    personal candidates with other reasons remain, and no product line
+    (``engine.complements.line_key``) has more than ``SAME_LINE_CAP`` items of the kinds
+    in ``LINE_CAPPED`` while other items remain; both counted on the items that pass the
     filters (the others wait, then follow their source's other items).
 
     A source is a callable ``source(pipeline) -> [(pk, score, because_pk, why, algorithm, only_category, run)]``;
@@ -187,11 +194,13 @@ class Pipeline:
 
     def run(self, sources):
         results, chosen, titles = Recommendations(), set(), self.titles | self.excluded_titles
-        # Personal cards whose reason already names half the block wait in ``held`` and
-        # follow the other cards of their source. ``vary_reasons`` orders each source the
-        # same way before the filters; this holds the share after them (a category page
-        # keeps a few items of a 50-item list, and the order of the rest does not carry).
+        # Personal cards whose reason already names half the block, and cards of a product
+        # line that already has SAME_LINE_CAP cards, wait in ``held`` and follow the other
+        # cards of their source. ``vary_reasons`` orders each source by the first rule
+        # before the filters; this holds both after them (a category page keeps a few items
+        # of a 50-item list, and the order of the rest does not carry).
         cap, named, held = -(-self.n // 2), {}, []
+        line_cap, lines = rec_settings.SAME_LINE_CAP, {}
 
         def add(obj, score, because, why, algorithm, run):
             """Appends the card unless a title rule keeps it out; True if it was appended."""
@@ -260,14 +269,27 @@ class Pipeline:
                     because = self.known.get(because_pk) or objects.get(because_pk)
                 card = (obj, score, because, why, algorithm, run)
                 personal = why in PERSONAL_REASONS and because_pk is not None
-                if personal and named.get(because_pk, 0) >= cap:
+                line = self._line(obj) if line_cap and why in LINE_CAPPED else None
+                if ((personal and named.get(because_pk, 0) >= cap)
+                        or (line is not None and lines.get(line, 0) >= line_cap)):
                     held.append((source, card))
                     continue
-                if add(*card) and personal:
-                    named[because_pk] = named.get(because_pk, 0) + 1
+                if add(*card):
+                    if personal:
+                        named[because_pk] = named.get(because_pk, 0) + 1
+                    if line is not None:
+                        lines[line] = lines.get(line, 0) + 1
                 if len(results) >= self.n:
                     break
         return results
+
+    def _line(self, item):
+        """The item's product line (``engine.complements.line_key``), or None."""
+        field = rec_settings.item_field("title")
+        if not field:
+            return None
+        category = getattr(item, self.category_field.attname, None) if self.category_field is not None else None
+        return line_key(getattr(item, field, ""), category)
 
     def _fetch(self, pool):
         """The pool's items plus the items named in reasons: from the item cache, else one query.

@@ -100,6 +100,28 @@ def test_the_reason_share_holds_within_a_category(shelf, alice, publish):
     assert recs[3].kind == "trending"
 
 
+def test_a_list_shows_at_most_two_designs_of_a_product_line(shelf, alice, publish, settings):
+    """Three designs of one product (one category, the same first two title words once
+    colours are removed) in a row of five read as one product three times."""
+    jumbo = shelf[4:7]
+    for item, colour in zip(jumbo, ("Red", "Blue", "Pink"), strict=True):
+        item.title = f"Jumbo Bag {colour}"
+        item.save()
+    shelf[7].title = "Lunch Box Owl"
+    shelf[7].save()
+    ranked_list = ranked([*jumbo, shelf[7]])
+    publish("trending", "trending", {0: ranked_list})
+    assert pks(serving.trending(n=3)) == [jumbo[0].pk, jumbo[1].pk, shelf[7].pk]
+    assert pks(serving.trending(n=4)) == [jumbo[0].pk, jumbo[1].pk, shelf[7].pk, jumbo[2].pk]  # none other left
+    publish("for_user", "hybrid", {alice: ranked_list})
+    assert pks(serving.recommend_for(alice, n=3)) == [jumbo[0].pk, jumbo[1].pk, shelf[7].pk]
+    # "similar items" are other designs on purpose: not capped
+    publish("similar", "itemknn", {shelf[0]: ranked_list})
+    assert pks(serving.similar_items(shelf[0], n=3, algorithm="itemknn")) == [x.pk for x in jumbo]
+    settings.RECOMMENDER = {**getattr(settings, "RECOMMENDER", {}), "SAME_LINE_CAP": 0}
+    assert pks(serving.trending(n=3)) == [x.pk for x in jumbo]
+
+
 def test_reasons_are_not_capped_in_item_blocks():
     similar = [(pk, 1.0 - pk / 10, 1, "similar", "similar", None, None) for pk in range(5)]
     assert candidates.vary_reasons(similar, 2) == similar
