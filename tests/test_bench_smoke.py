@@ -150,6 +150,16 @@ def test_deep_models_accuracy(tmp_path):
     assert "hidden_dim" in rows["two_tower"]["params"] and "max_length" in rows["sequence"]["params"]
 
 
+def test_deep_models_staleness(tmp_path):
+    out = run_smoke("engine/deep_models.py", tmp_path, "staleness", "--engines", "sequence",
+                    "--datasets", "online-retail")
+    rows = {row["engine"]: row for row in map(json.loads, re.findall(r"^\{.*\}$", out, re.M))}
+    assert set(rows) == {"ease", "sequence"}, out[-2000:]
+    for row in rows.values():
+        assert all(0 < row[f"{split}_{label}"] <= 1 for split in ("test", "validation")
+                   for label in ("all", "without_latest_20pct")), row
+
+
 def test_sasrec_probe(tmp_path):
     out = run_smoke("engine/sasrec_probe.py", tmp_path, "--datasets", "online-retail",
                     "--params", '[{}, {"causal": false}]', "--json", str(tmp_path / "probe.json"))

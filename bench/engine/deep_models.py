@@ -14,11 +14,16 @@ It reports whether TensorFlow was imported by that process.
 latest 20% held out, a validation split carved the same way from train) for the deep
 engines only, with EASE as the reference peer.
 
+``staleness``: EASE and the deep engines fitted with and without the latest 20% of each
+user's training history, scored on test and, one level down, on validation (see
+:func:`staleness`).
+
 Usage::
 
     .venv/bin/python bench/engine/deep_models.py refresh --engine two_tower --datasets online-retail
     .venv/bin/python bench/engine/deep_models.py accuracy --engines two_tower sequence --seeds 1
     .venv/bin/python bench/engine/deep_models.py accuracy --smoke   # 300 users x 300 items, tiny models
+    .venv/bin/python bench/engine/deep_models.py staleness --engines sequence --datasets online-retail
     .venv/bin/python bench/engine/deep_models.py refresh --smoke --engine sequence   # and a 50-user chunk
 """
 
@@ -171,6 +176,33 @@ def accuracy(args):
         args.json.write_text(json.dumps(results, indent=1))
 
 
+def staleness(args):
+    """Each engine fitted without the latest 20% of each user's training history (as the
+    validation protocol carves it), scored on the same held-out interactions from the
+    users' full histories, beside the engine fitted on all of them: on test (fits on
+    ``train`` and on ``fit_tr``) and on validation (fits on ``fit_tr`` and on its own
+    training part)."""
+    for name in args.datasets:
+        features, train, test, T, fit_tr, val, T_tr, _peer, _peer_val = splits_and_peer(name, args)
+        fit_tr2, _val2 = split_matrix(fit_tr, 0.2, timestamps=T_tr)
+        T_tr2 = T_tr.multiply(fit_tr2 > 0).tocsr()
+        T_tr2.sort_indices()
+        for engine in ("ease", *args.engines):
+            params = dict(args.deep_params) if engine == "two_tower" else dict(args.seq_params)
+            if engine == "ease":
+                params = {}
+            row = {"dataset": name, "engine": engine, "params": params}
+            for split, (fresh, stale, rows, target) in {
+                    "test": ((train, T), (fit_tr, T_tr), train, test),
+                    "validation": ((fit_tr, T_tr), (fit_tr2, T_tr2), fit_tr, val)}.items():
+                for label, (X, TX) in (("all", fresh), ("without_latest_20pct", stale)):
+                    kwargs = {} if engine == "ease" else {"item_features": features, "timestamps": TX}
+                    score, _fit_s, _ep = _ndcg(build_engine(engine, **params), X, target, args.k, rows=rows,
+                                               **kwargs)
+                    row[f"{split}_{label}"] = round(score, 4)
+            print(json.dumps(row), flush=True)
+
+
 def _ndcg_peer(lam, train, test, k):
     users = np.flatnonzero(test.getnnz(axis=1) > 0)
     peer = PeerEASE(lam)
@@ -181,7 +213,7 @@ def _ndcg_peer(lam, train, test, k):
 
 def main(argv=None):
     parser = base_parser(__doc__.splitlines()[0])
-    parser.add_argument("mode", choices=["refresh", "accuracy"])
+    parser.add_argument("mode", choices=["refresh", "accuracy", "staleness"])
     parser.add_argument("--engine", default="two_tower", help="refresh: the engine to time")
     parser.add_argument("--engines", nargs="+", default=["two_tower", "sequence"],
                         help="accuracy: the engines to compare")
@@ -198,7 +230,7 @@ def main(argv=None):
     if args.smoke and args.mode == "refresh" and args.engine == "sequence":
         # refresh builds its engine from --deep-params: the tiny SequenceModel, not the tiny TwoTower
         args.deep_params = args.seq_params | given_deep
-    (refresh if args.mode == "refresh" else accuracy)(args)
+    {"refresh": refresh, "accuracy": accuracy, "staleness": staleness}[args.mode](args)
 
 
 if __name__ == "__main__":
