@@ -245,6 +245,32 @@ def distinct_reason_share(model, X, users, cats, n=10, served=50, category_n=5):
             "category_after": category_after / max(category_blocks, 1)}
 
 
+def category_page_cards(model, X, users, cats, recent, similar, complements, n=5, served=50):
+    """Personal cards a category page's "recommended for you" block (``n`` cards) can show,
+    over every category of the catalogue and the sampled ``users``: from the user's list
+    (top ``served``) alone, then with the similar lists of the user's 10 most recent items
+    (the serving's first history source), then with their bought-together lists too (the
+    second). Returns ``{label: (share of pages with >= 1 card, mean cards)}``."""
+    categories = np.unique(cats)
+    sums = {label: [0, 0.0] for label in ("list", "list + similar", "list + similar + bought with")}
+    pages = 0
+    for u in users:
+        row = X[u]
+        recs, _s = model.recommend(u, row, n=served)
+        seen = set(row.indices.tolist())
+        history = recent[u]
+        pools = {"list": list(recs)}
+        pools["list + similar"] = pools["list"] + [j for i in history for j in similar(i)]
+        pools["list + similar + bought with"] = pools["list + similar"] + [j for i in history for j in complements(i)]
+        for category in categories:
+            pages += 1
+            for label, pool in pools.items():
+                cards = len({j for j in pool if cats[j] == category and j not in seen})
+                sums[label][0] += cards > 0
+                sums[label][1] += min(cards, n)
+    return {label: (hits / pages, total / pages) for label, (hits, total) in sums.items()}
+
+
 def line_heavy(block, lines, at_least=3):
     """Whether ``block`` (item indices) holds ``at_least`` items of one product line."""
     keys = [lines[j] for j in block if lines[j] >= 0]
@@ -372,6 +398,19 @@ def main():
     print(f"  category pages ({shares['category_blocks']} blocks of 5, categories with >= 2 items in a user's top 50): "
           f"one reason on more cards than the cap (3), capped before the category filter="
           f"{shares['category_before']:.3f}, after it={shares['category_after']:.3f}")
+    order = np.lexsort((ts, users))
+    recent = {}
+    for u, j in zip(users[order][::-1], items[order][::-1], strict=True):  # newest first
+        mine = recent.setdefault(int(u), [])
+        if j not in mine and len(mine) < 10:
+            mine.append(int(j))
+    similar_model, complements_model = full["similar (new)"], full["complements llr (new)"]
+    pages = category_page_cards(
+        hybrid, weighted, sample, cats, recent,
+        lambda i: [j for j in similar_model.similar_items(i, n=50)[0] if j >= 0],
+        lambda i: [j for j in complements_model.similar_items(i, n=50)[0] if j >= 0])
+    print(f"  category pages ({len(sample)} users x {len(np.unique(cats))} categories), personal cards of 5: "
+          + "; ".join(f"{label}: pages with any={share:.3f} mean={mean:.2f}" for label, (share, mean) in pages.items()))
     start = time.perf_counter()
     held_out = build_engine("hybrid").fit(train, item_features=features)
     lines_ = same_line_figures(held_out, train, test, lines, cats, T)

@@ -210,6 +210,10 @@ def test_shelf(tmp_path):
                          r"after it=([0-9.]+)$", out, re.M)
     assert category and int(category[1]) > 0, out[-2000:]
     assert float(category[3]) <= float(category[2])  # capping the filtered items never breaks the cap more often
+    pages = re.findall(r"(list(?: \+ similar)?(?: \+ bought with)?): pages with any=([0-9.]+) mean=([0-9.]+)", out)
+    assert [label for label, _s, _m in pages] == ["list", "list + similar", "list + similar + bought with"], out
+    # each source adds candidates: never fewer personal cards
+    assert [float(m) for _l, _s, m in pages] == sorted(float(m) for _l, _s, m in pages)
     lines = re.search(r"^At most 2 designs of a product line \(SAME_LINE_CAP\): .* ndcg=([0-9.]+) -> ([0-9.]+); "
                       r"blocks of 5 with >= 3 of one line ([0-9.]+) -> ([0-9.]+); trending in a category "
                       r"\((\d+) categories\) ([0-9.]+) -> ([0-9.]+)", out, re.M)

@@ -224,14 +224,28 @@ def _union_source(kind, algorithm, subjects, why, decay=1.0):
     return source
 
 
-def _history_source(user, session_key):
-    def source(pipeline):
-        recent, bought = recent_history(user, session_key)
-        pipeline.excluded.update(pipeline.to_pk(pk) for pk in recent)  # they just saw them
-        pipeline.bought.update(bought)
-        return _union_source("similar", rec_settings.list_algorithm("similar"), recent, "history",
+def _history_sources(user, session_key):
+    """Two sources of "history" cards: items similar to the visitor's recent items, then items
+    bought with them (their "customers also bought" lists), which reach other categories.
+    The recent items are read once, by whichever source is read first."""
+    recent = []
+
+    def read(pipeline):
+        if not recent:
+            items, bought = recent_history(user, session_key)
+            recent.append(items)
+            pipeline.excluded.update(pipeline.to_pk(pk) for pk in items)  # they just saw them
+            pipeline.bought.update(bought)
+        return recent[0]
+
+    def similar(pipeline):
+        return _union_source("similar", rec_settings.list_algorithm("similar"), read(pipeline), "history",
                              decay=HISTORY_DECAY)(pipeline)
-    return source
+
+    def bought_with(pipeline):
+        return _union_source("bought_together", rec_settings.list_algorithm("bought_together"), read(pipeline),
+                             "history", decay=HISTORY_DECAY)(pipeline)
+    return [similar, bought_with]
 
 
 def _fallback_sources(category=None, trending_algorithm=None):
@@ -270,7 +284,7 @@ def recommend_for(request_or_user: HttpRequest | AbstractBaseUser | None, n: int
 
     Sources in order: the user's precomputed list (``algorithm``, default
     ``DEFAULT_ALGORITHM``); items similar to what the visitor (user or anonymous
-    session) viewed lately; trending; popular. Never returns unavailable items,
+    session) viewed lately, then items bought with those; trending; popular. Never returns unavailable items,
     items in ``exclude`` (e.g. the cart), items titled as one of ``exclude_titles``
     (case and spacing folded: what earlier blocks of the page showed), or items the user
     bought (``EXCLUDE_EVENTS``). The other functions take ``exclude_titles`` too.
@@ -282,7 +296,7 @@ def recommend_for(request_or_user: HttpRequest | AbstractBaseUser | None, n: int
     if user is not None:
         sources.append(_list_source("for_user", algorithm, user.pk, "for_user"))
     if user is not None or session_key:
-        sources.append(_history_source(user, session_key))
+        sources += _history_sources(user, session_key)
     sources += _fallback_sources(category)
     pipeline = Pipeline(n, exclude=set(exclude) | facts.excluded, category=category, bought=facts.bought,
                         exclude_titles=exclude_titles)

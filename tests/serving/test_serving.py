@@ -122,6 +122,25 @@ def test_a_list_shows_at_most_two_designs_of_a_product_line(shelf, alice, publis
     assert pks(serving.trending(n=3)) == [x.pk for x in jumbo]
 
 
+def test_a_category_page_reaches_items_bought_with_the_visitors_items(shelf, alice, publish):
+    """Similar items stay in the item's category; what was bought with the visitor's items
+    reaches others, so a category page can show personal cards without the user's list."""
+    recommender.track(alice, shelf[0], "purchase")  # a mug
+    bags = shelf[8].category
+    from recommender.conf import rec_settings
+
+    publish("similar", rec_settings.list_algorithm("similar"), {shelf[0]: ranked([shelf[4], shelf[5]])})  # mugs
+    publish("bought_together", rec_settings.list_algorithm("bought_together"),
+            {shelf[0]: ranked([shelf[9], shelf[10]])})  # bags
+    publish("trending", "trending", {0: ranked([shelf[11]])})
+    recs = serving.recommend_for(alice, n=3, category=bags)
+    assert pks(recs) == [shelf[9].pk, shelf[10].pk, shelf[11].pk]
+    assert [r.kind for r in recs] == ["history", "history", "trending"]
+    assert recs[0].reason == "Because you bought Red Spotty Mug"
+    # without a category the similar items come first
+    assert pks(serving.recommend_for(alice, n=3)) == [shelf[4].pk, shelf[5].pk, shelf[9].pk]
+
+
 def test_reasons_are_not_capped_in_item_blocks():
     similar = [(pk, 1.0 - pk / 10, 1, "similar", "similar", None, None) for pk in range(5)]
     assert candidates.vary_reasons(similar, 2) == similar
