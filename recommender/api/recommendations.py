@@ -59,12 +59,12 @@ def paginate(request, results, limit, offset):
 
 
 def assigned(request, block, params):
-    """``(algorithm, show)``: ``?algorithm=`` when given, else the variant a running
-    experiment assigns this visitor for ``block`` (``analytics.experiments.assigned``,
-    which records the exposure), else None (the default). ``show`` is False for a "no
-    block" control: the endpoint then answers an empty page."""
+    """``(variant, show)``: the algorithm a running experiment assigns this visitor for
+    ``block`` (``analytics.experiments.assigned``, which records the exposure), or None (no
+    experiment governs it, or the request names its ``?algorithm=``). ``show`` is False for
+    a "no block" control: the endpoint then answers an empty page."""
     if params.get("algorithm") is not None:
-        return params["algorithm"], True
+        return None, True
     from recommender.analytics import experiments
 
     return experiments.assigned(request, block)
@@ -108,10 +108,10 @@ class RecommendationsView(_RecommendationView):
             target = get_user_model()._default_manager.filter(pk=params["user"]).first()
             if target is None:
                 raise ValidationError({"user": [_("No user with key “%(key)s”.") % {"key": params["user"]}]})
-        chosen, show = assigned(request, "recommended_for_you", params) if target is user else (None, True)
+        variant, show = assigned(request, "recommended_for_you", params) if target is user else (None, True)
         if not show:
             return self.page(request, [], params)
-        algorithm = rec_settings.list_algorithm("for_user", chosen or params.get("algorithm"))
+        algorithm = rec_settings.list_algorithm("for_user", variant or params.get("algorithm"))
         found = None
         if target is not None and fastpath is not None:
             # the fast path's lookup, unless it was made for another user, query or algorithm
@@ -171,12 +171,13 @@ class _ItemListView(_SharedListView):
     def get(self, request, pk, fastpath=None):
         params = self.query(request)
         item = _item(pk)
-        algorithm, show = assigned(request, self.block, params)
+        variant, show = assigned(request, self.block, params)
         if not show:
             return self.page(request, [], params)
-        recs = type(self).recommend(item, n=max_results(), algorithm=algorithm, request=request,
-                                    category=params.get("category"), exclude=params.get("exclude", ()))
-        return self.page(request, recs, params, fastpath, _variant(algorithm, params))
+        recs = type(self).recommend(item, n=max_results(), algorithm=variant or params.get("algorithm"),
+                                    request=request, category=params.get("category"),
+                                    exclude=params.get("exclude", ()))
+        return self.page(request, recs, params, fastpath, variant)
 
 
 class SimilarItemsView(_ItemListView):
@@ -204,17 +205,12 @@ class TrendingView(_SharedListView):
                    responses={200: RecommendationPageSerializer, **errors(400, 429, 503)})
     def get(self, request, fastpath=None):
         params = self.query(request)
-        algorithm, show = assigned(request, "trending", params)
+        variant, show = assigned(request, "trending", params)
         if not show:
             return self.page(request, [], params)
         recs = serving.trending(n=max_results(), category=params.get("category"), request=request,
-                                algorithm=algorithm, exclude=params.get("exclude", ()))
-        return self.page(request, recs, params, fastpath, _variant(algorithm, params))
-
-
-def _variant(algorithm, params):
-    """The experiment's variant that chose ``algorithm`` (``assigned``), or None."""
-    return algorithm if params.get("algorithm") is None else None
+                                algorithm=variant or params.get("algorithm"), exclude=params.get("exclude", ()))
+        return self.page(request, recs, params, fastpath, variant)
 
 
 def store_shared(request, recommendations, data, kind, params, fastpath, variant=None):
