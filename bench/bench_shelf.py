@@ -245,14 +245,47 @@ def distinct_reason_share(model, X, users, cats, n=10, served=50, category_n=5):
             "category_after": category_after / max(category_blocks, 1)}
 
 
-def category_page_cards(model, X, users, cats, recent, similar, complements, n=5, served=50):
+def line_capped_block(sources, lines, n=5, cap=2, wait_for_all=True):
+    """The ``n`` cards a block serves from ``sources`` (lists of item indices, read in
+    order) with at most ``cap`` designs of one product line while other items remain: the
+    items over the cap wait until every source has been read (``wait_for_all``, as
+    ``serving.candidates.Pipeline`` does), or only until their own source ends (before)."""
+    block, count, held, seen = [], Counter(), [], set()
+    for source in sources:
+        for j in source:
+            if j in seen:
+                continue
+            seen.add(j)
+            key = lines[j] if lines[j] >= 0 else None
+            if key is not None and count[key] >= cap:
+                held.append(j)
+                continue
+            block.append(j)
+            count[key] += key is not None
+            if len(block) == n:
+                return block
+        if not wait_for_all:
+            released = held[:n - len(block)]
+            block, held = block + released, held[len(released):]
+            if len(block) == n:
+                return block
+    return (block + held)[:n]
+
+
+def category_page_cards(model, X, users, cats, recent, similar, complements, lines=None, sold=None,
+                        n=5, served=50):
     """Personal cards a category page's "recommended for you" block (``n`` cards) can show,
     over every category of the catalogue and the sampled ``users``: from the user's list
     (top ``served``) alone, then with the similar lists of the user's 10 most recent items
     (the serving's first history source), then with their bought-together lists too (the
-    second). Returns ``{label: (share of pages with >= 1 card, mean cards)}``."""
+    second). Returns ``{label: (share of pages with >= 1 card, mean cards)}``; with
+    ``lines`` and ``sold`` (recent purchases per item: the trending source that fills the
+    block) also ``"line"``: the share of blocks with 3 or more designs of one product line
+    when the designs over the cap wait for their source's end, and when they wait for all
+    sources (``line_capped_block``)."""
     categories = np.unique(cats)
     sums = {label: [0, 0.0] for label in ("list", "list + similar", "list + similar + bought with")}
+    heavy = {"source": 0, "all": 0}
     pages = 0
     for u in users:
         row = X[u]
@@ -262,13 +295,24 @@ def category_page_cards(model, X, users, cats, recent, similar, complements, n=5
         pools = {"list": list(recs)}
         pools["list + similar"] = pools["list"] + [j for i in history for j in similar(i)]
         pools["list + similar + bought with"] = pools["list + similar"] + [j for i in history for j in complements(i)]
+        sources = [list(recs), [j for i in history for j in similar(i)],
+                   [j for i in history for j in complements(i)]]
         for category in categories:
             pages += 1
             for label, pool in pools.items():
                 cards = len({j for j in pool if cats[j] == category and j not in seen})
                 sums[label][0] += cards > 0
                 sums[label][1] += min(cards, n)
-    return {label: (hits / pages, total / pages) for label, (hits, total) in sums.items()}
+            if lines is not None:
+                trending = np.flatnonzero((cats == category) & (sold > 0))
+                in_page = [[j for j in source if cats[j] == category and j not in seen]
+                           for source in (*sources, trending[np.argsort(-sold[trending], kind="stable")])]
+                heavy["source"] += line_heavy(line_capped_block(in_page, lines, n, wait_for_all=False), lines)
+                heavy["all"] += line_heavy(line_capped_block(in_page, lines, n), lines)
+    out = {label: (hits / pages, total / pages) for label, (hits, total) in sums.items()}
+    if lines is not None:
+        out["line"] = (heavy["source"] / pages, heavy["all"] / pages)
+    return out
 
 
 def line_heavy(block, lines, at_least=3):
@@ -408,9 +452,14 @@ def main():
     pages = category_page_cards(
         hybrid, weighted, sample, cats, recent,
         lambda i: [j for j in similar_model.similar_items(i, n=50)[0] if j >= 0],
-        lambda i: [j for j in complements_model.similar_items(i, n=50)[0] if j >= 0])
+        lambda i: [j for j in complements_model.similar_items(i, n=50)[0] if j >= 0],
+        lines=lines, sold=np.bincount(items[ts >= ts.max() - 30 * 86_400], minlength=n_items))
+    line_pages = pages.pop("line")
     print(f"  category pages ({len(sample)} users x {len(np.unique(cats))} categories), personal cards of 5: "
           + "; ".join(f"{label}: pages with any={share:.3f} mean={mean:.2f}" for label, (share, mean) in pages.items()))
+    print(f"  category pages, blocks of 5 (personal sources, then trending in the category) with >= 3 designs "
+          f"of one line: designs over the cap wait for their source's end={line_pages[0]:.3f}, "
+          f"for every source={line_pages[1]:.3f}")
     start = time.perf_counter()
     held_out = build_engine("hybrid").fit(train, item_features=features)
     lines_ = same_line_figures(held_out, train, test, lines, cats, T)

@@ -214,6 +214,9 @@ def test_shelf(tmp_path):
     assert [label for label, _s, _m in pages] == ["list", "list + similar", "list + similar + bought with"], out
     # each source adds candidates: never fewer personal cards
     assert [float(m) for _l, _s, m in pages] == sorted(float(m) for _l, _s, m in pages)
+    waiting = re.search(r"with >= 3 designs of one line: designs over the cap wait for their source's end=([0-9.]+), "
+                        r"for every source=([0-9.]+)$", out, re.M)
+    assert waiting and float(waiting[2]) <= float(waiting[1]), out[-2000:]
     lines = re.search(r"^At most 2 designs of a product line \(SAME_LINE_CAP\): .* ndcg=([0-9.]+) -> ([0-9.]+); "
                       r"blocks of 5 with >= 3 of one line ([0-9.]+) -> ([0-9.]+); trending in a category "
                       r"\((\d+) categories\) ([0-9.]+) -> ([0-9.]+)", out, re.M)

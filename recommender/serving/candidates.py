@@ -166,7 +166,8 @@ class Pipeline:
     personal candidates with other reasons remain, and no product line
     (``engine.complements.line_key``) has more than ``SAME_LINE_CAP`` items of the kinds
     in ``LINE_CAPPED`` while other items remain; both counted on the items that pass the
-    filters (the others wait, then follow their source's other items).
+    filters. Items over the reason share wait, then follow their source's other items;
+    items over the line cap wait until every source has been read.
 
     A source is a callable ``source(pipeline) -> [(pk, score, because_pk, why, algorithm, only_category, run)]``;
     sources after the first are read only when the ones before fall short. Candidates
@@ -194,15 +195,17 @@ class Pipeline:
 
     def run(self, sources):
         results, chosen, titles = Recommendations(), set(), self.titles | self.excluded_titles
-        # Personal cards whose reason already names half the block, and cards of a product
-        # line that already has SAME_LINE_CAP cards, wait in ``held`` and follow the other
-        # cards of their source. ``vary_reasons`` orders each source by the first rule
-        # before the filters; this holds both after them (a category page keeps a few items
-        # of a 50-item list, and the order of the rest does not carry).
-        cap, named, held = -(-self.n // 2), {}, []
+        # Personal cards whose reason already names half the block wait in ``held`` and
+        # follow the other cards of their source; cards of a product line that already has
+        # SAME_LINE_CAP cards wait in ``line_held`` until every source has been read (a
+        # category page where the visitor's list has three jumbo bags shows two, then the
+        # next source's bags). ``vary_reasons`` orders each source by the first rule before
+        # the filters; this holds both after them (a category page keeps a few items of a
+        # 50-item list, and the order of the rest does not carry).
+        cap, named, held, line_held = -(-self.n // 2), {}, [], []
         line_cap, lines = rec_settings.SAME_LINE_CAP, {}
 
-        def add(obj, score, because, why, algorithm, run):
+        def add(obj, score, because, why, algorithm, run, line=None):
             """Appends the card unless a title rule keeps it out; True if it was appended."""
             if obj.pk in chosen:
                 return False
@@ -217,11 +220,19 @@ class Pipeline:
             results.append(Recommendation(obj, score, self._reason(why, obj, because), algorithm,
                                           because, why, run))
             chosen.add(obj.pk)
+            if line is not None:
+                lines[line] = lines.get(line, 0) + 1
             return True
 
         def release():
+            """The cards held for the reason share, in order; a card whose line filled up
+            meanwhile waits for the end instead."""
             while held and len(results) < self.n:
-                add(*held.pop(0)[1])
+                card, line = held.pop(0)[1]
+                if line is not None and lines.get(line, 0) >= line_cap:
+                    line_held.append((card, line))
+                else:
+                    add(*card, line=line)
 
         pending = list(sources)
         queue = []  # (source number, candidate) read from sources, not yet fetched
@@ -270,17 +281,20 @@ class Pipeline:
                 card = (obj, score, because, why, algorithm, run)
                 personal = why in PERSONAL_REASONS and because_pk is not None
                 line = self._line(obj) if line_cap and why in LINE_CAPPED else None
-                if ((personal and named.get(because_pk, 0) >= cap)
-                        or (line is not None and lines.get(line, 0) >= line_cap)):
-                    held.append((source, card))
+                if line is not None and lines.get(line, 0) >= line_cap:
+                    line_held.append((card, line))
                     continue
-                if add(*card):
-                    if personal:
-                        named[because_pk] = named.get(because_pk, 0) + 1
-                    if line is not None:
-                        lines[line] = lines.get(line, 0) + 1
+                if personal and named.get(because_pk, 0) >= cap:
+                    held.append((source, (card, line)))
+                    continue
+                if add(*card, line=line) and personal:
+                    named[because_pk] = named.get(because_pk, 0) + 1
                 if len(results) >= self.n:
                     break
+        for card, _line in line_held:  # every source read: more designs of a line beat a short block
+            if len(results) >= self.n:
+                break
+            add(*card)
         return results
 
     def _line(self, item):

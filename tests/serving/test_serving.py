@@ -115,6 +115,13 @@ def test_a_list_shows_at_most_two_designs_of_a_product_line(shelf, alice, publis
     assert pks(serving.trending(n=4)) == [jumbo[0].pk, jumbo[1].pk, shelf[7].pk, jumbo[2].pk]  # none other left
     publish("for_user", "hybrid", {alice: ranked_list})
     assert pks(serving.recommend_for(alice, n=3)) == [jumbo[0].pk, jumbo[1].pk, shelf[7].pk]
+    # the third design waits for the later sources (here trending), not only for its own list's items
+    publish("for_user", "hybrid", {alice: ranked(jumbo)})
+    publish("trending", "trending", {0: ranked([shelf[7], shelf[8]])})
+    assert pks(serving.recommend_for(alice, n=3)) == [jumbo[0].pk, jumbo[1].pk, shelf[7].pk]
+    assert pks(serving.recommend_for(alice, n=5)) == [jumbo[0].pk, jumbo[1].pk, shelf[7].pk, shelf[8].pk,
+                                                      jumbo[2].pk]
+    publish("trending", "trending", {0: ranked_list})
     # "similar items" are other designs on purpose: not capped
     publish("similar", "itemknn", {shelf[0]: ranked_list})
     assert pks(serving.similar_items(shelf[0], n=3, algorithm="itemknn")) == [x.pk for x in jumbo]
