@@ -147,6 +147,8 @@ def test_deep_models_accuracy(tmp_path):
     for row in rows.values():
         assert 0 < row["test_ndcg_mean"] <= 1 and 0 < row["validation_ndcg"] <= 1
         assert len(row["epochs"]) == 1 and row["epochs"][0] <= 2  # one seed, the tiny models
+    assert rows["two_tower"]["trend_kept"] == [None]  # no trend input
+    assert rows["sequence"]["trend_kept"][0] in (True, False)  # the default trend input was checked
     assert "hidden_dim" in rows["two_tower"]["params"] and "max_length" in rows["sequence"]["params"]
 
 

@@ -56,8 +56,9 @@ class SASRecProbe(SequenceModel):
     (default True: each position attends to itself and earlier positions only).
     """
 
-    def __init__(self, *, num_blocks: int = 2, num_heads: int = 1, causal: bool = True, **kwargs):
-        super().__init__(**kwargs)
+    def __init__(self, *, num_blocks: int = 2, num_heads: int = 1, causal: bool = True, trend_days: int = 0,
+                 **kwargs):
+        super().__init__(trend_days=trend_days, **kwargs)
         self.num_blocks = num_blocks
         self.num_heads = num_heads
         self.causal = causal
@@ -71,7 +72,9 @@ class SASRecProbe(SequenceModel):
         check_param("num_blocks", self.num_blocks, Integral, 1)
         check_param("num_heads", self.num_heads, Integral, 1)
 
-    def _build(self, keras, n_warm, wide):
+    def _build(self, keras, n_warm, wide, trend=False):
+        if trend:
+            raise ValueError("the probe has no trend input: trend_days must be 0")
         layers, ops = keras.layers, keras.ops
         reg = keras.regularizers.l2(self.l2) if self.l2 else None
         L, d = self.max_length, self.embedding_dim
@@ -120,6 +123,7 @@ class SASRecProbe(SequenceModel):
         self.output_bias_ = np.asarray(out_bias, np.float32)
         self.warm_items_ = warm.astype(np.int64)
         self.wide_weights_ = None
+        self.trend_gain_ = None
 
     def _score_block(self, user_indices, user_items):
         R = sp.csr_matrix(user_items, dtype=np.float32)[:, self.warm_items_]
@@ -137,7 +141,7 @@ def run(args):
         _features, train, test, T, fit_tr, val, T_tr, peer, peer_val = splits_and_peer(name, args)
         for params in args.params:
             params = (SMOKE_PARAMS if args.smoke else {}) | params
-            v, v_fit, v_ep = _ndcg(SASRecProbe(**params), fit_tr, val, args.k, timestamps=T_tr)
+            v, v_fit, v_ep, _kept = _ndcg(SASRecProbe(**params), fit_tr, val, args.k, timestamps=T_tr)
             tests = [_ndcg(SASRecProbe(**(params | {"random_state": s})), train, test, args.k, timestamps=T)
                      for s in range(args.seeds)]
             nd = np.array([t[0] for t in tests])

@@ -403,6 +403,13 @@ class RecommenderBase(abc.ABC):
         sims = np.asarray(self._similarity_row(item_index), dtype=np.float32).reshape(-1)
         return row.data * sims[row.indices]
 
+    def replay_at(self, request_times) -> Self:
+        """Offline evaluation: score user ``u`` as of ``request_times[u]`` (seconds since
+        the epoch; NaN: the end of training) where the engine has an input that depends on
+        the time of the request (``SequenceModel(trend_days=...)``); other engines ignore
+        it. Returns ``self``."""
+        return self
+
     # -- persistence ------------------------------------------------------------
     def _state(self) -> dict:
         return {k: v for k, v in vars(self).items() if k.endswith("_") and not k.startswith("_")}

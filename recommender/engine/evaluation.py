@@ -24,7 +24,7 @@ import scipy.sparse as sp
 
 from recommender.engine.base import RecommenderBase, check_interactions, check_param
 
-__all__ = ["METRICS", "evaluate_csv", "evaluate_engine", "evaluate_engines", "format_table",
+__all__ = ["METRICS", "evaluate_csv", "evaluate_engine", "evaluate_engines", "format_table", "latest_times",
            "ranking_metrics", "split_interactions", "split_matrix"]
 
 METRICS = ("precision", "recall", "f1", "ndcg", "map", "hit_rate", "coverage", "novelty")
@@ -72,6 +72,16 @@ def split_interactions(user_idx, timestamps, test_fraction: float = 0.2,
     ts = np.asarray(timestamps, dtype=np.float64)
     n_rows = int(users.max()) + 1 if len(users) else 0
     return _holdout_mask(users, ts, n_rows, test_fraction, min_interactions)
+
+
+def latest_times(timestamps) -> np.ndarray:
+    """Each row's latest timestamp (NaN for an empty row): the request time of each user
+    when a time-aware engine is replayed (``RecommenderBase.replay_at``)."""
+    T = sp.csr_matrix(timestamps, dtype=np.float64)
+    out = np.full(T.shape[0], np.nan)
+    has = np.diff(T.indptr) > 0
+    out[has] = np.maximum.reduceat(T.data, T.indptr[:-1][has])
+    return out
 
 
 def split_matrix(X: sp.csr_matrix, test_fraction: float = 0.2, timestamps=None,

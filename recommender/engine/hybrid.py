@@ -178,7 +178,7 @@ class Hybrid(RecommenderBase):
             self.item_popularity_ = np.asarray(full.getnnz(axis=0), dtype=np.float32)
 
     def _tune(self, specs, X, item_features, timestamps, validation, kwargs):
-        from recommender.engine.evaluation import split_matrix
+        from recommender.engine.evaluation import latest_times, split_matrix
 
         if validation is not None:
             train, target = X, check_interactions(validation)
@@ -206,6 +206,8 @@ class Hybrid(RecommenderBase):
         engines = self._build(specs)
         for engine in engines:
             engine.fit(train, item_features=item_features, **fit_kwargs)
+            if fit_kwargs.get("timestamps") is not None:  # each user as of its latest event, as served then
+                engine.replay_at(latest_times(fit_kwargs["timestamps"]))
             blocks.append(_normalise(engine._scores_with_fallback(users, seen),
                                      self.normalization))
         k = min(self.k, self.n_items_)
@@ -229,6 +231,12 @@ class Hybrid(RecommenderBase):
             if not improved:
                 break
         return w, best, engines
+
+    def replay_at(self, request_times) -> Hybrid:
+        """Replays each component that has a time input (see ``RecommenderBase.replay_at``)."""
+        for engine in getattr(self, "engines_", []):
+            engine.replay_at(request_times)
+        return self
 
     def _score_block(self, user_indices, user_items):
         total = None
