@@ -25,8 +25,8 @@ Items nobody interacted with during training get the lowest scores (the model ha
 content head).
 
 *Trend* (``trend_days``): the logits also get ``gain * log(1 + n)``, ``n`` the users who
-interacted with the item in the ``trend_days`` days before the request, so what sells at the time
-of the request is an input, not something the GRU must read from the history.
+interacted with the item in the ``trend_days`` days before the request, so what sells at
+the time of the request is an input, not something the GRU must read from the history.
 """
 
 from __future__ import annotations
@@ -271,8 +271,9 @@ class SequenceModel(RecommenderBase):
         self.user_sequences_ = sequences
 
     def _trend_start(self, Xw, stamps, by_time):
-        """The dense cumulative per-day purchase counts of the warm items (row ``d``: the
-        days before day ``d``, day 0 = the first training day) and each cell's day in
+        """The dense cumulative per-day counts of the warm items' interactions (one per
+        user and item, on its timestamp's day; row ``d``: the days before day ``d``, day 0 =
+        the first training day) and each cell's day in
         ``by_time`` order; sets ``trend_scores_`` (the trend the day after the last
         training day) and keeps the per-day counts for :meth:`replay_at`."""
         day_abs = np.floor(stamps.data / 86400.0).astype(np.int64)
@@ -301,7 +302,7 @@ class SequenceModel(RecommenderBase):
         return {label: total / max(rows, 1) for label, total in sums.items()}
 
     def _trend_rows(self, cum, days):
-        """log(1 + purchases of each item in the ``trend_days`` days before each day)."""
+        """log(1 + interactions with each item in the ``trend_days`` days before each day)."""
         days = np.clip(days, 0, len(cum) - 1)
         return np.log1p(cum[days] - cum[np.maximum(days - self.trend_days, 0)])
 
