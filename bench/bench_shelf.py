@@ -245,11 +245,11 @@ def distinct_reason_share(model, X, users, cats, n=10, served=50, category_n=5):
             "category_after": category_after / max(category_blocks, 1)}
 
 
-def line_capped_block(sources, lines, n=5, cap=2, wait_for_all=True):
-    """The ``n`` cards a block serves from ``sources`` (lists of item indices, read in
-    order) with at most ``cap`` designs of one product line while other items remain: the
-    items over the cap wait until every source has been read (``wait_for_all``, as
-    ``serving.candidates.Pipeline`` does), or only until their own source ends (before)."""
+def released_per_source(sources, lines, n=5, cap=2):
+    """The ``n`` cards a block served from ``sources`` (lists of item indices, read in order)
+    when the designs over the line cap waited only until the end of their own source, as
+    ``serving.candidates.Pipeline`` did before they waited for every source (then a block
+    is ``line_capped`` of the sources read one after another)."""
     block, count, held, seen = [], Counter(), [], set()
     for source in sources:
         for j in source:
@@ -264,12 +264,11 @@ def line_capped_block(sources, lines, n=5, cap=2, wait_for_all=True):
             count[key] += key is not None
             if len(block) == n:
                 return block
-        if not wait_for_all:
-            released = held[:n - len(block)]
-            block, held = block + released, held[len(released):]
-            if len(block) == n:
-                return block
-    return (block + held)[:n]
+        released = held[:n - len(block)]
+        block, held = block + released, held[len(released):]
+        if len(block) == n:
+            return block
+    return block
 
 
 def category_page_cards(model, X, users, cats, recent, similar, complements, lines=None, sold=None,
@@ -282,7 +281,7 @@ def category_page_cards(model, X, users, cats, recent, similar, complements, lin
     ``lines`` and ``sold`` (recent purchases per item: the trending source that fills the
     block) also ``"line"``: the share of blocks with 3 or more designs of one product line
     when the designs over the cap wait for their source's end, and when they wait for all
-    sources (``line_capped_block``)."""
+    sources (``released_per_source``, ``line_capped``)."""
     categories = np.unique(cats)
     sums = {label: [0, 0.0] for label in ("list", "list + similar", "list + similar + bought with")}
     heavy = {"source": 0, "all": 0}
@@ -307,8 +306,9 @@ def category_page_cards(model, X, users, cats, recent, similar, complements, lin
                 trending = np.flatnonzero((cats == category) & (sold > 0))
                 in_page = [[j for j in source if cats[j] == category and j not in seen]
                            for source in (*sources, trending[np.argsort(-sold[trending], kind="stable")])]
-                heavy["source"] += line_heavy(line_capped_block(in_page, lines, n, wait_for_all=False), lines)
-                heavy["all"] += line_heavy(line_capped_block(in_page, lines, n), lines)
+                heavy["source"] += line_heavy(released_per_source(in_page, lines, n), lines)
+                heavy["all"] += line_heavy(line_capped(list(dict.fromkeys(j for s in in_page for j in s)), lines, n),
+                                           lines)
     out = {label: (hits / pages, total / pages) for label, (hits, total) in sums.items()}
     if lines is not None:
         out["line"] = (heavy["source"] / pages, heavy["all"] / pages)

@@ -38,7 +38,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from recommender.engine._deep_batches import l2_rows, time_positions, wide_start
-from recommender.engine._keras import _configure_tensorflow, apply_wide
+from recommender.engine._keras import _configure_tensorflow, apply_wide, ndcg_at
 from recommender.engine.base import RecommenderBase, check_param
 from recommender.engine.deep import similarity_row
 
@@ -47,17 +47,6 @@ __all__ = ["SequenceModel"]
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * x))
-
-
-def _ndcg_sum(scores: np.ndarray, relevant: np.ndarray, k: int) -> float:
-    """Sum over rows of NDCG@k (binary relevance) of ranking by ``scores``."""
-    k = min(k, scores.shape[1])
-    top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-    top = np.take_along_axis(top, np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1), axis=1)
-    discounts = 1.0 / np.log2(np.arange(2, k + 2))
-    dcg = (np.take_along_axis(relevant, top, axis=1) * discounts).sum(axis=1)
-    ideal = np.cumsum(discounts)[np.minimum(relevant.sum(axis=1), k) - 1]
-    return float(np.sum(np.where(relevant.any(axis=1), dcg / ideal, 0.0)))
 
 
 class SequenceModel(RecommenderBase):
@@ -204,15 +193,13 @@ class SequenceModel(RecommenderBase):
                     target[b, items] += share / n
                 if trend is not None:
                     days[b] = day_sorted[indptr[u] + max(m, 1) - 1]
-            if trend is not None:
-                return seq, l2_rows(hist), target, self._trend_rows(cum, days)
-            return seq, l2_rows(hist), target
+            return seq, l2_rows(hist), target, None if trend is None else self._trend_rows(cum, days)
 
         keras, tf = _configure_tensorflow(self.random_state, self.threads, False)
         wide = None
         if self.wide_neighbours and n_warm <= self.wide_max_items:
             def wide_batch(batch, _rng):
-                _seq, hist, target = make(batch, None)[:3]
+                _seq, hist, target, _trend = make(batch, None)
                 return hist, target, target > 0
             wide = wide_start(Xw, np.sort(train_users), wide_batch, rng, position,
                               neighbours=self.wide_neighbours,
@@ -233,11 +220,12 @@ class SequenceModel(RecommenderBase):
                 return int(np.ceil(len(self.rows) / batch_size))
 
             def __getitem__(self, i):
-                out = make(self.rows[i * batch_size:(i + 1) * batch_size], rng if self.shuffle else None)
-                inputs = {"sequence": out[0], "history": out[1]}
-                if len(out) == 4:
-                    inputs["trend"] = out[3]
-                return inputs, out[2]
+                seq, hist, target, trend_rows = make(self.rows[i * batch_size:(i + 1) * batch_size],
+                                                     rng if self.shuffle else None)
+                inputs = {"sequence": seq, "history": hist}
+                if trend_rows is not None:
+                    inputs["trend"] = trend_rows
+                return inputs, target
 
             def on_epoch_end(self):
                 if self.shuffle:
@@ -291,15 +279,19 @@ class SequenceModel(RecommenderBase):
     def _check_trend(self, model, val, k=10) -> dict:
         """NDCG@``k`` of the held-out users' later items (cut at 80%, their earlier items
         left out of the ranking) with the trained trend term and without it."""
-        sums, rows = {"with": 0.0, "without": 0.0}, 0
+        totals, count = {"with": 0.0, "without": 0.0}, 0
         for i in range(len(val)):
             inputs, target = val[i]
+            later = target > 0
+            keep = later.any(axis=1)
+            if not keep.any():
+                continue
             logits = np.asarray(model(inputs, training=False), np.float64)
-            seen = inputs["history"] > 0
+            logits[inputs["history"] > 0] = -np.inf
             for label, scores in (("with", logits), ("without", logits - self.trend_gain_ * inputs["trend"])):
-                sums[label] += _ndcg_sum(np.where(seen, -np.inf, scores), target > 0, k)
-            rows += len(target)
-        return {label: total / max(rows, 1) for label, total in sums.items()}
+                totals[label] += ndcg_at(scores[keep], later[keep], k) * keep.sum()
+            count += keep.sum()
+        return {label: total / max(count, 1) for label, total in totals.items()}
 
     def _trend_rows(self, cum, days):
         """log(1 + interactions with each item in the ``trend_days`` days before each day)."""

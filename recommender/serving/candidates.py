@@ -230,7 +230,7 @@ class Pipeline:
             while held and len(results) < self.n:
                 card, line = held.pop(0)[1]
                 if line is not None and lines.get(line, 0) >= line_cap:
-                    line_held.append((card, line))
+                    line_held.append(card)
                 else:
                     add(*card, line=line)
 
@@ -282,7 +282,7 @@ class Pipeline:
                 personal = why in PERSONAL_REASONS and because_pk is not None
                 line = self._line(obj) if line_cap and why in LINE_CAPPED else None
                 if line is not None and lines.get(line, 0) >= line_cap:
-                    line_held.append((card, line))
+                    line_held.append(card)
                     continue
                 if personal and named.get(because_pk, 0) >= cap:
                     held.append((source, (card, line)))
@@ -291,7 +291,7 @@ class Pipeline:
                     named[because_pk] = named.get(because_pk, 0) + 1
                 if len(results) >= self.n:
                     break
-        for card, _line in line_held:  # every source read: more designs of a line beat a short block
+        for card in line_held:  # every source read: more designs of a line beat a short block
             if len(results) >= self.n:
                 break
             add(*card)
